@@ -1,0 +1,382 @@
+"""Guard expressions: a safe parser (no eval) and binding to a protocol's names and units.
+
+    anc < 1.5 x10^9/L or platelets < 75 x10^9/L or alt > 2.5 * alt_uln
+    response == complete and not bleeding
+    held_from in [dose_400, dose_300]
+
+Parsing gives a plain syntax tree. Binding checks every name and unit against the protocol's
+inputs and turns each comparison into an exact threshold in the subject's canonical unit
+(`guards.Comparison`), so evaluation is arithmetic on fractions.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import attrs
+
+from dosing.errors import GuardSyntaxError, ProtocolError, UnitError
+from dosing.guards import (
+    CategoryType,
+    Comparison,
+    Complement,
+    Conjunction,
+    CountType,
+    Disjunction,
+    Guard,
+    Membership,
+    NameType,
+    QuantityType,
+    Scope,
+)
+from dosing.units import conversion
+
+# ---------------------------------------------------------------------------- syntax
+
+
+@attrs.frozen
+class Literal:
+    value: Fraction
+    unit: str | None
+    text: str
+
+
+@attrs.frozen
+class Ref:
+    name: str
+
+
+@attrs.frozen
+class Product:
+    """number * name (a multiple of a reference value such as a ULN)."""
+
+    factor: Literal
+    name: Ref
+
+
+Operand = Literal | Ref | Product
+
+
+@attrs.frozen
+class Cmp:
+    op: str
+    left: Operand
+    right: Operand
+    text: str
+
+
+@attrs.frozen
+class Member:
+    subject: Ref
+    values: tuple[str, ...]
+    negated: bool
+    text: str
+
+
+@attrs.frozen
+class Truthy:
+    subject: Ref
+    text: str
+
+
+@attrs.frozen
+class AllOf:
+    items: tuple[Syntax, ...]
+
+
+@attrs.frozen
+class AnyOf:
+    items: tuple[Syntax, ...]
+
+
+@attrs.frozen
+class Negation:
+    item: Syntax
+
+
+Syntax = Cmp | Member | Truthy | AllOf | AnyOf | Negation
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<number>\d+(?:\.\d+)?|\.\d+)
+        (?:\s*(?P<unit>(?:[xX\u00d7]?10(?:\^|\*\*?)\d+)?(?:/|[A-Za-zµμ°%])[^\s()\[\],<>=!]*))?
+    | (?P<op><=|>=|==|!=|<|>|=)
+    | (?P<punct>[()\[\],*])
+    | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"and", "or", "not", "in"}
+
+
+@attrs.frozen
+class _Token:
+    kind: str
+    text: str
+    unit: str | None
+    at: int
+    end: int
+
+
+_NUMBER_ALONE = re.compile(r"\s*(?P<number>\d+(?:\.\d+)?|\.\d+)")
+
+
+def _tokenize(source: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position = 0
+    while source[position:].strip():
+        match = _TOKEN.match(source, position)
+        if match is None:
+            column = position + len(source[position:]) - len(source[position:].lstrip())
+            raise GuardSyntaxError(
+                f"unexpected '{source[column]}' at column {column + 1} in '{source}'"
+            )
+        unit = match.group("unit")
+        if unit is not None and unit in _KEYWORDS:
+            # '2 and ...': the word is a keyword, not a unit; read the number alone.
+            match = _NUMBER_ALONE.match(source, position)
+            assert match is not None
+            unit = None
+        kind = "number" if match.group("number") else (match.lastgroup or "")
+        text, at = match.group(kind), match.start(kind)
+        if kind == "name" and text in _KEYWORDS:
+            kind = text
+        tokens.append(_Token(kind, text, unit, at, match.end()))
+        position = match.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.tokens = _tokenize(source)
+        self.index = 0
+
+    def fail(self, expected: str) -> GuardSyntaxError:
+        if self.index < len(self.tokens):
+            token = self.tokens[self.index]
+            found = f"'{token.text or token.kind}' at column {token.at + 1}"
+        else:
+            found = "the end"
+        return GuardSyntaxError(f"expected {expected} but found {found} in '{self.source}'")
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.index] if self.index < len(self.tokens) else None
+
+    def take(self, kind: str, text: str | None = None) -> _Token | None:
+        token = self.peek()
+        if token is not None and token.kind == kind and (text is None or token.text == text):
+            self.index += 1
+            return token
+        return None
+
+    def parse(self) -> Syntax:
+        if not self.tokens:
+            raise GuardSyntaxError("the guard is empty")
+        tree = self.either()
+        if self.peek() is not None:
+            raise self.fail("'and', 'or' or the end")
+        return tree
+
+    def either(self) -> Syntax:
+        items = [self.both()]
+        while self.take("or"):
+            items.append(self.both())
+        return items[0] if len(items) == 1 else AnyOf(tuple(items))
+
+    def both(self) -> Syntax:
+        items = [self.unary()]
+        while self.take("and"):
+            items.append(self.unary())
+        return items[0] if len(items) == 1 else AllOf(tuple(items))
+
+    def unary(self) -> Syntax:
+        if self.take("not"):
+            return Negation(self.unary())
+        if self.take("punct", "("):
+            inner = self.either()
+            if not self.take("punct", ")"):
+                raise self.fail("')'")
+            return inner
+        return self.condition()
+
+    def condition(self) -> Syntax:
+        start = self.peek()
+        left = self.operand()
+        token = self.peek()
+        if token is not None and token.kind == "op":
+            self.index += 1
+            right = self.operand()
+            op = "==" if token.text == "=" else token.text
+            return Cmp(op, left, right, self._text_from(start))
+        negated = token is not None and token.kind == "not"
+        if (
+            negated
+            and self.index + 1 < len(self.tokens)
+            and self.tokens[self.index + 1].kind == "in"
+        ):
+            self.index += 1
+        if self.take("in"):
+            if not isinstance(left, Ref):
+                raise self.fail("a name before 'in'")
+            return Member(left, self.word_list(), negated, self._text_from(start))
+        if isinstance(left, Ref):
+            return Truthy(left, left.name)
+        raise self.fail("a comparison (<, <=, >, >=, ==, !=) after the number")
+
+    def word_list(self) -> tuple[str, ...]:
+        if not self.take("punct", "["):
+            raise self.fail("'[' after 'in'")
+        words = []
+        while True:
+            token = self.take("name") or self.take("number")
+            if token is None:
+                raise self.fail("a value in the list")
+            words.append(token.text)
+            if self.take("punct", "]"):
+                return tuple(words)
+            if not self.take("punct", ","):
+                raise self.fail("',' or ']'")
+
+    def operand(self) -> Operand:
+        token = self.peek()
+        if token is None:
+            raise self.fail("a name or a number")
+        if token.kind == "number":
+            self.index += 1
+            literal = Literal(Fraction(token.text), token.unit, self._text_of(token))
+            if literal.unit is None and self.take("punct", "*"):
+                name = self.take("name")
+                if name is None:
+                    raise self.fail("a name after '*'")
+                return Product(literal, Ref(name.text))
+            return literal
+        if token.kind == "name":
+            self.index += 1
+            if self.take("punct", "*"):
+                number = self.take("number")
+                if number is None or number.unit is not None:
+                    raise self.fail("a plain number after '*'")
+                return Product(Literal(Fraction(number.text), None, number.text), Ref(token.text))
+            return Ref(token.text)
+        raise self.fail("a name or a number")
+
+    def _text_of(self, token: _Token) -> str:
+        return f"{token.text} {token.unit}" if token.unit else token.text
+
+    def _text_from(self, start: _Token | None) -> str:
+        begin = start.at if start else 0
+        return " ".join(self.source[begin : self.tokens[self.index - 1].end].split())
+
+
+def parse(source: str) -> Syntax:
+    """Parse a guard into a syntax tree; never evaluates code."""
+    return _Parser(str(source)).parse()
+
+
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def compile_guard(source: str, scope: Scope) -> Guard:
+    """Parse and bind a guard in one step."""
+    return bind(parse(source), scope)
+
+
+def bind(tree: Syntax, scope: Scope) -> Guard:
+    """Check names, kinds and units of a parsed guard; give thresholds in canonical units."""
+    if isinstance(tree, AllOf):
+        return Conjunction(tuple(bind(item, scope) for item in tree.items))
+    if isinstance(tree, AnyOf):
+        return Disjunction(tuple(bind(item, scope) for item in tree.items))
+    if isinstance(tree, Negation):
+        return Complement(bind(tree.item, scope))
+    if isinstance(tree, Truthy):
+        kind = _lookup(tree.subject.name, scope, tree.text)
+        if not (isinstance(kind, CategoryType) and "yes" in kind.values):
+            raise ProtocolError(f"'{tree.text}': {tree.subject.name} is not a yes/no observation")
+        return Membership(tree.subject.name, frozenset({"yes"}), tree.text, frozenset(kind.values))
+    if isinstance(tree, Member):
+        kind = _lookup(tree.subject.name, scope, tree.text)
+        if not isinstance(kind, CategoryType):
+            raise ProtocolError(
+                f"'{tree.text}': 'in' needs a categorical value, not {tree.subject.name}"
+            )
+        chosen = {_category(word, kind, tree.text) for word in tree.values}
+        if tree.negated:
+            chosen = set(kind.values) - chosen
+        return Membership(tree.subject.name, frozenset(chosen), tree.text, frozenset(kind.values))
+    return _bind_comparison(tree, scope)
+
+
+def _lookup(name: str, scope: Scope, text: str) -> NameType:
+    if name not in scope:
+        raise ProtocolError(
+            f"'{text}': unknown name '{name}'; known here: {', '.join(sorted(scope))}"
+        )
+    return scope[name]
+
+
+def _category(word: str, kind: CategoryType, text: str) -> str:
+    if word not in kind.values:
+        raise ProtocolError(
+            f"'{text}': '{word}' is not a value of {kind.label}; values: {', '.join(kind.values)}"
+        )
+    return word
+
+
+def _bind_comparison(tree: Cmp, scope: Scope) -> Guard:
+    left, op, right = tree.left, tree.op, tree.right
+    if not isinstance(left, Ref):
+        if not isinstance(right, Ref):
+            raise ProtocolError(f"'{tree.text}': one side of a comparison must be a name")
+        left, right, op = right, left, _FLIPPED[op]
+    kind = _lookup(left.name, scope, tree.text)
+    if isinstance(kind, CategoryType):
+        if op not in ("==", "!=") or not isinstance(right, Ref):
+            raise ProtocolError(
+                f"'{tree.text}': {left.name} is categorical; compare it with == or != to one of "
+                f"{', '.join(kind.values)}"
+            )
+        word = _category(right.name, kind, tree.text)
+        chosen = {word} if op == "==" else set(kind.values) - {word}
+        return Membership(left.name, frozenset(chosen), tree.text, frozenset(kind.values))
+    if isinstance(right, Literal):
+        factor = _literal_in(right, kind, left.name, tree.text)
+        return Comparison(left.name, op, factor, None, _unit_of(kind), tree.text)
+    if isinstance(right, Product):
+        multiple, reference = right.factor.value, right.name
+    else:
+        multiple, reference = Fraction(1), right
+    reference_kind = _lookup(reference.name, scope, tree.text)
+    scale = _same_kind(kind, reference_kind, left.name, reference.name, tree.text)
+    return Comparison(left.name, op, multiple * scale, reference.name, _unit_of(kind), tree.text)
+
+
+def _unit_of(kind: NameType) -> str:
+    return kind.unit if isinstance(kind, QuantityType) else ""
+
+
+def _literal_in(literal: Literal, kind: NameType, name: str, text: str) -> Fraction:
+    if isinstance(kind, CountType):
+        if literal.unit is not None:
+            raise ProtocolError(f"'{text}': {name} is a plain count; drop the unit {literal.unit}")
+        return literal.value
+    assert isinstance(kind, QuantityType)
+    if literal.unit is None:
+        raise ProtocolError(f"'{text}': the threshold for {name} needs a unit (in {kind.unit})")
+    try:
+        return conversion(literal.unit, kind.unit, kind.label, kind.molar_mass).apply(literal.value)
+    except UnitError as error:
+        raise ProtocolError(f"'{text}': {error}") from None
+
+
+def _same_kind(kind: NameType, other: NameType, name: str, other_name: str, text: str) -> Fraction:
+    if isinstance(kind, QuantityType) and isinstance(other, QuantityType):
+        try:
+            return conversion(other.unit, kind.unit, kind.label, kind.molar_mass).scale
+        except UnitError as error:
+            raise ProtocolError(f"'{text}': {error}") from None
+    if isinstance(kind, CountType) and isinstance(other, CountType):
+        return Fraction(1)
+    raise ProtocolError(f"'{text}': {name} and {other_name} are not the same kind of value")

@@ -1,0 +1,192 @@
+"""Bound guards: typed, exact thresholds, and three-valued evaluation.
+
+A guard is written as text in a protocol file and compiled by `guard_parser`; what the engine
+holds is this bound form, where every threshold is an exact fraction in the subject's
+canonical unit. Evaluation is Kleene logic: a missing value makes a comparison unknown, and
+unknown only matters where it could change the answer.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+
+import attrs
+
+# ---------------------------------------------------------------------------- types
+
+
+@attrs.frozen
+class QuantityType:
+    """A value with a unit; comparisons convert the threshold into `unit` exactly."""
+
+    unit: str
+    label: str
+    molar_mass: str | None = None
+
+
+@attrs.frozen
+class CategoryType:
+    """A value from a fixed set (yes/no, response, a state name)."""
+
+    values: tuple[str, ...]
+    label: str
+
+
+@attrs.frozen
+class CountType:
+    """A plain number without a unit (how many holds so far)."""
+
+    label: str
+
+
+NameType = QuantityType | CategoryType | CountType
+Scope = Mapping[str, NameType]
+
+
+# ---------------------------------------------------------------------------- bound guards
+
+_COMPARE: dict[str, Callable[[Fraction, Fraction], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+NEGATED_OP = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+
+
+@attrs.frozen
+class Comparison:
+    """subject OP factor [* reference], all in the subject's canonical unit, exactly."""
+
+    subject: str
+    op: str
+    factor: Fraction
+    reference: str | None
+    unit: str
+    text: str
+
+    def threshold(self, values: Mapping[str, Value]) -> Fraction | None:
+        if self.reference is None:
+            return self.factor
+        reference = values.get(self.reference)
+        return None if reference is None else self.factor * _number(reference)
+
+
+@attrs.frozen
+class Membership:
+    """subject is one of `values`."""
+
+    subject: str
+    values: frozenset[str]
+    text: str
+    domain: frozenset[str] = frozenset()
+    """Every value the subject can take (for negation in analysis)."""
+
+
+@attrs.frozen
+class Conjunction:
+    items: tuple[Guard, ...]
+
+
+@attrs.frozen
+class Disjunction:
+    items: tuple[Guard, ...]
+
+
+@attrs.frozen
+class Complement:
+    item: Guard
+
+
+Guard = Comparison | Membership | Conjunction | Disjunction | Complement
+Value = Fraction | str
+
+
+def _number(value: Value) -> Fraction:
+    if isinstance(value, str):
+        raise TypeError("a category is not a number")
+    return value
+
+
+def names_in(guard: Guard) -> frozenset[str]:
+    """Every name a guard reads."""
+    if isinstance(guard, Comparison):
+        return frozenset({guard.subject} | ({guard.reference} if guard.reference else set()))
+    if isinstance(guard, Membership):
+        return frozenset({guard.subject})
+    if isinstance(guard, Complement):
+        return names_in(guard.item)
+    return frozenset().union(*(names_in(item) for item in guard.items))
+
+
+def comparisons_in(guard: Guard) -> tuple[Comparison | Membership, ...]:
+    """Every atom of a guard, in reading order."""
+    if isinstance(guard, Comparison | Membership):
+        return (guard,)
+    if isinstance(guard, Complement):
+        return comparisons_in(guard.item)
+    return tuple(atom for item in guard.items for atom in comparisons_in(item))
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+@attrs.frozen
+class Finding:
+    """One atom's result, with the values it used: the raw material of a decision's reasons."""
+
+    atom: Comparison | Membership
+    holds: bool
+    value: Value
+    threshold: Fraction | None = None
+    reference_value: Fraction | None = None
+
+
+@attrs.frozen
+class Outcome:
+    """A guard's truth (None: unknown), the findings behind it, and the names it lacked."""
+
+    truth: bool | None
+    findings: tuple[Finding, ...] = ()
+    missing: frozenset[str] = frozenset()
+
+
+def evaluate(guard: Guard, values: Mapping[str, Value | None]) -> Outcome:
+    """Three-valued evaluation. Findings explain the result: what made it true, or false."""
+    if isinstance(guard, Comparison):
+        value = values.get(guard.subject)
+        threshold = guard.threshold(values)  # type: ignore[arg-type]
+        if value is None or threshold is None:
+            lacking = {guard.subject} if value is None else set()
+            if guard.reference is not None and values.get(guard.reference) is None:
+                lacking.add(guard.reference)
+            return Outcome(None, (), frozenset(lacking))
+        number = _number(value)
+        holds = _COMPARE[guard.op](number, threshold)
+        reference = values.get(guard.reference) if guard.reference else None
+        finding = Finding(guard, holds, number, threshold, reference)  # type: ignore[arg-type]
+        return Outcome(holds, (finding,))
+    if isinstance(guard, Membership):
+        value = values.get(guard.subject)
+        if value is None:
+            return Outcome(None, (), frozenset({guard.subject}))
+        holds = value in guard.values
+        return Outcome(holds, (Finding(guard, holds, value),))
+    if isinstance(guard, Complement):
+        inner = evaluate(guard.item, values)
+        truth = None if inner.truth is None else not inner.truth
+        return Outcome(truth, inner.findings, inner.missing)
+    parts = [evaluate(item, values) for item in guard.items]
+    deciding = isinstance(guard, Disjunction)  # a true part decides an 'or', a false an 'and'
+    decided = [part for part in parts if part.truth is deciding]
+    if decided:
+        return Outcome(deciding, tuple(f for part in decided for f in part.findings))
+    missing = frozenset().union(*(part.missing for part in parts))
+    findings = tuple(f for part in parts for f in part.findings)
+    if missing:
+        return Outcome(None, findings, missing)
+    return Outcome(not deciding, findings)

@@ -1,0 +1,108 @@
+"""Guards: a safe parser, typed binding, and three-valued evaluation."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import pytest
+
+from dosing.errors import GuardSyntaxError, ProtocolError
+from dosing.guard_parser import compile_guard, parse
+from dosing.guards import CategoryType, CountType, QuantityType, Scope, evaluate
+
+SCOPE: Scope = {
+    "anc": QuantityType("x10^9/L", "ANC"),
+    "platelets": QuantityType("x10^9/L", "platelets"),
+    "alt": QuantityType("U/L", "ALT"),
+    "alt_uln": QuantityType("U/L", "ALT ULN"),
+    "trough": QuantityType("ng/mL", "tacrolimus trough", "804.02"),
+    "bleeding": CategoryType(("yes", "no"), "bleeding"),
+    "holds": CountType("holds"),
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("", "the guard is empty"),
+        ("anc <", "expected a name or a number but found the end in 'anc <'"),
+        ("(anc < 1 x10^9/L", "expected ')' but found the end in '(anc < 1 x10^9/L'"),
+        ("anc ~ 1", "unexpected '~' at column 5 in 'anc ~ 1'"),
+        ("__import__('os')", "unexpected ''' at column 12 in '__import__('os')'"),
+        ("anc < 1 x10^9/L anc", "expected 'and', 'or' or the end but found 'anc' at column 17"),
+    ],
+)
+def test_syntax_errors(source: str, message: str) -> None:
+    """Malformed guards are refused with where it went wrong; nothing is evaluated."""
+    with pytest.raises(GuardSyntaxError, match=re.escape(message)):
+        parse(source)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("neutrophils < 1 x10^9/L", "unknown name 'neutrophils'"),
+        ("anc < 1.5", "the threshold for anc needs a unit (in x10^9/L)"),
+        ("anc < 1.5 mg/dL", "mg/dL measures mass concentration, but ANC is measured as count"),
+        ("bleeding == perhaps", "'perhaps' is not a value of bleeding; values: yes, no"),
+        ("holds >= 2 days", "holds is a plain count; drop the unit days"),
+        ("alt > 2 * anc", "cannot be converted"),
+        ("anc", "anc is not a yes/no observation"),
+    ],
+)
+def test_binding_errors(source: str, message: str) -> None:
+    """Names, units and categories are checked against the protocol when it loads."""
+    with pytest.raises(ProtocolError) as caught:
+        compile_guard(source, SCOPE)
+    assert message in str(caught.value)
+
+
+def test_threshold_written_in_another_unit_is_exact() -> None:
+    """A trough of 10 ng/mL satisfies '<= 10 ug/L'; 10.01 ng/mL does not."""
+    guard = compile_guard("trough <= 10 ug/L", SCOPE)
+    assert evaluate(guard, {"trough": Fraction(10)}).truth is True
+    assert evaluate(guard, {"trough": Fraction("10.01")}).truth is False
+
+
+def test_molar_threshold_converted_with_molar_mass() -> None:
+    """'trough > 12.437 nmol/L' is compared in ng/mL through 804.02 g/mol, exactly."""
+    guard = compile_guard("trough > 12.437 nmol/L", SCOPE)
+    on = Fraction("12.437") * Fraction("804.02") / 1000
+    assert evaluate(guard, {"trough": on}).truth is False
+    assert evaluate(guard, {"trough": on + Fraction(1, 10**9)}).truth is True
+
+
+def test_multiples_of_a_reference() -> None:
+    """'alt > 2.5 * alt_uln' compares against the patient's own ULN."""
+    guard = compile_guard("alt > 2.5 * alt_uln", SCOPE)
+    assert evaluate(guard, {"alt": Fraction(100), "alt_uln": Fraction(40)}).truth is False
+    assert evaluate(guard, {"alt": Fraction(101), "alt_uln": Fraction(40)}).truth is True
+
+
+def test_unknown_only_matters_where_it_could_change_the_answer() -> None:
+    """An 'or' with one true part is true even when another part is missing; else unknown."""
+    guard = compile_guard("anc < 1 x10^9/L or platelets < 50 x10^9/L", SCOPE)
+    assert evaluate(guard, {"anc": Fraction(1, 2)}).truth is True
+    outcome = evaluate(guard, {"anc": Fraction(2)})
+    assert outcome.truth is None
+    assert outcome.missing == {"platelets"}
+    both = compile_guard("anc < 1 x10^9/L and platelets < 50 x10^9/L", SCOPE)
+    assert evaluate(both, {"anc": Fraction(2)}).truth is False
+
+
+def test_not_and_membership() -> None:
+    """'not bleeding' and 'in [...]' work on categories."""
+    guard = compile_guard(
+        "not bleeding and holds in [1, 2]", {**SCOPE, "holds": CategoryType(("1", "2", "3"), "h")}
+    )
+    assert evaluate(guard, {"bleeding": "no", "holds": "2"}).truth is True
+    assert evaluate(guard, {"bleeding": "yes", "holds": "2"}).truth is False
+    assert evaluate(guard, {"bleeding": "no", "holds": "3"}).truth is False
+
+
+def test_number_first_comparison_is_flipped() -> None:
+    """'1.5 x10^9/L > anc' means 'anc < 1.5 x10^9/L'."""
+    guard = compile_guard("1.5 x10^9/L > anc", SCOPE)
+    assert evaluate(guard, {"anc": Fraction(1)}).truth is True
+    assert evaluate(guard, {"anc": Fraction(3, 2)}).truth is False
