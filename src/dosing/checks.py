@@ -1,0 +1,113 @@
+"""Load-time checks: a bad protocol fails when loaded, naming the states and rules at fault."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from itertools import combinations
+
+from dosing.analysis import common_region, witness
+from dosing.errors import ProtocolError
+from dosing.guards import NameType, QuantityType
+from dosing.model import Protocol
+from dosing.units import format_number
+
+ErrorAt = Callable[[str, str], ProtocolError]
+
+DOSES_PER_DAY: Mapping[str, Fraction] = {
+    "qd": Fraction(1),
+    "bid": Fraction(2),
+    "qod": Fraction(1, 2),
+    "weekly": Fraction(1, 7),
+}
+
+
+def check_protocol(protocol: Protocol, error_at: ErrorAt) -> None:
+    """Raise the first problem found, in the order a reader would fix them."""
+    states = protocol.states
+    initial = [name for name, state in states.items() if state.initial]
+    if len(initial) != 1:
+        found = "none" if not initial else f"{len(initial)} ({', '.join(initial)})"
+        raise error_at("states", f"there must be exactly one initial state; found {found}")
+    for name, state in states.items():
+        for index, transition in enumerate(state.transitions):
+            if transition.target not in states:
+                raise error_at(
+                    f"states.{name}.transitions[{index}].to",
+                    f"no state '{transition.target}' (states: {', '.join(states)})",
+                )
+        if state.final and state.transitions:
+            raise error_at(
+                f"states.{name}.transitions[0]",
+                f"final state '{name}' has transitions; nothing leaves a final state",
+            )
+        if state.final and state.stay is None:
+            raise error_at(
+                f"states.{name}.stay", "a final state says what it means (stay: discontinue, ...)"
+            )
+    reached = {initial[0]}
+    frontier = [initial[0]]
+    while frontier:
+        for transition in states[frontier.pop()].transitions:
+            if transition.target not in reached:
+                reached.add(transition.target)
+                frontier.append(transition.target)
+    unreachable = [name for name in states if name not in reached]
+    if unreachable:
+        raise error_at(
+            f"states.{unreachable[0]}",
+            f"there are unreachable states: {', '.join(unreachable)} "
+            f"(no transition from '{initial[0]}' leads to them)",
+        )
+    _check_overlaps(protocol, error_at)
+    _check_dose_limit(protocol, error_at)
+
+
+def _check_overlaps(protocol: Protocol, error_at: ErrorAt) -> None:
+    for name, state in protocol.states.items():
+        indexed = list(enumerate(state.transitions))
+        for (_i, first), (j, second) in combinations(indexed, 2):
+            if first.priority != second.priority:
+                continue
+            box = common_region(first.when, second.when)
+            if box is not None:
+                example = describe_point(witness(box), protocol.scope)
+                raise error_at(
+                    f"states.{name}.transitions[{j}]",
+                    f"rules '{first.rule}' and '{second.rule}' have equal priority "
+                    f"{first.priority} and both apply, e.g. {example}; "
+                    "give one a higher priority or make their guards exclusive",
+                )
+
+
+def _check_dose_limit(protocol: Protocol, error_at: ErrorAt) -> None:
+    limit = protocol.max_daily_dose
+    if limit is None:
+        return
+    for name, state in protocol.states.items():
+        for index, dose in enumerate(state.doses):
+            if dose.amount is None:
+                continue
+            daily = dose.amount * DOSES_PER_DAY[dose.frequency]
+            if daily > limit:
+                raise error_at(
+                    f"states.{name}.doses[{index}]",
+                    f"{format_number(dose.amount)} mg {dose.frequency} is {format_number(daily)} "
+                    f"mg/day, above the protocol's maximum of {format_number(limit)} mg/day",
+                )
+
+
+def describe_point(point: Mapping[str, Fraction | str], scope: Mapping[str, NameType]) -> str:
+    """'anc = 0.5 x10^9/L, alt = 3 x alt_uln, bleeding = yes' for a witness."""
+    parts = []
+    for key, value in point.items():
+        if isinstance(value, str):
+            parts.append(f"{key} = {value}")
+        elif "/" in key:
+            subject, reference = key.split("/", 1)
+            parts.append(f"{subject} = {format_number(value)} x {reference}")
+        else:
+            kind = scope.get(key)
+            unit = f" {kind.unit}" if isinstance(kind, QuantityType) else ""
+            parts.append(f"{key} = {format_number(value)}{unit}")
+    return ", ".join(parts)

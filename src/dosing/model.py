@@ -1,0 +1,217 @@
+"""The protocol as the engine sees it: frozen, checked, with guards bound and units exact.
+
+This is the domain model; the file format lives in `protocol_file`, which builds these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Literal
+
+import attrs
+
+from dosing.guards import Guard, NameType
+from dosing.units import Conversion
+
+Action = Literal[
+    "start", "continue", "increase", "decrease", "hold", "resume", "discontinue", "ineligible",
+    "refer",
+]  # fmt: skip
+ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
+Frequency = Literal["qd", "bid", "qod", "weekly"]
+Rounding = Literal["nearest", "down"]
+
+
+def _positive(
+    instance: object, attribute: attrs.Attribute[Fraction | None], value: Fraction | None
+) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, not {value}")
+
+
+@attrs.frozen
+class Source:
+    """A document rules cite: a seed file, a label, a paper."""
+
+    id: str
+    kind: str
+    ref: str
+    cite: str
+
+
+@attrs.frozen
+class LabInput:
+    """A lab the protocol reads, with how old a result may be and its reference limits."""
+
+    name: str
+    label: str
+    unit: str
+    low: Fraction
+    high: Fraction
+    max_age_days: int
+    molar_mass: str | None = None
+    uln_default: Fraction | None = attrs.field(default=None, validator=_positive)
+    """The protocol's upper limit of normal, in `unit`, when the patient's own is not given."""
+
+
+@attrs.frozen
+class Reading:
+    """How a typed quantity is read for this protocol: unit, plausible range, known spellings."""
+
+    name: str
+    unit: str
+    low: Fraction
+    high: Fraction
+    molar_mass: str | None = None
+    bare_unit: str | None = None
+    """Unit of a bare number (age in years); None means a unit is required."""
+    spellings: Mapping[str, Conversion] = attrs.Factory(dict)
+    """Every known spelling that converts to `unit`, resolved when the protocol is compiled."""
+
+
+@attrs.frozen
+class DoseSpec:
+    """A dose: a fixed amount, or an amount per m² of BSA rounded to what the strengths allow."""
+
+    drug: str
+    frequency: Frequency
+    amount: Fraction | None = attrs.field(default=None, validator=_positive)
+    """mg per administration."""
+    per_m2: Fraction | None = attrs.field(default=None, validator=_positive)
+    """mg per m² per administration."""
+    round_to: Fraction | None = attrs.field(default=None, validator=_positive)
+    """mg step the per-m² amount is rounded to (the smallest tablet, or a site parameter)."""
+    rounding: Rounding = "nearest"
+    unit: str = "mg"
+
+
+@attrs.frozen
+class Monitoring:
+    """How soon to check again; the first entry whose `when` holds (or has none) applies."""
+
+    every_days: Fraction
+    when: Guard | None
+    source: str
+
+
+@attrs.frozen
+class Effect:
+    """A memory update on a transition: set `name` to a value, the current state, or add."""
+
+    name: str
+    kind: Literal["set", "add", "state"]
+    value: Fraction | str | None
+    """What to set or add; None for kind 'state' (the state being left)."""
+
+
+@attrs.frozen
+class Transition:
+    """A guarded move out of a state, with the rule id and the source it cites."""
+
+    rule: str
+    origin: str
+    target: str
+    when: Guard
+    when_text: str
+    priority: int
+    action: Action
+    source: str
+    message: str
+    effects: tuple[Effect, ...] = ()
+    path: str = ""
+    line: int = 0
+
+
+@attrs.frozen
+class State:
+    """A dose level, hold, taper step or stop."""
+
+    name: str
+    doses: tuple[DoseSpec, ...]
+    transitions: tuple[Transition, ...]
+    monitoring: tuple[Monitoring, ...]
+    stay: Action | None
+    """What staying here means when no rule fires; None means a decision is required here."""
+    source: str
+    initial: bool = False
+    final: bool = False
+    note: str = ""
+
+
+@attrs.frozen
+class MemorySlot:
+    """Something the protocol remembers across visits (holds so far, the state held from)."""
+
+    name: str
+    kind: Literal["count", "state"]
+    initial: Fraction | str
+    """A count, or a state name ('none' when there is none yet)."""
+    note: str
+
+
+@attrs.frozen
+class Parameter:
+    """A site parameter: where the sources are silent, a named default with a note."""
+
+    name: str
+    value: str
+    note: str
+
+
+@attrs.frozen
+class ScenarioVisit:
+    """One visit of a scenario: what is observed, and what the protocol must decide."""
+
+    day: int
+    observations: Mapping[str, tuple[str, int]]
+    """name -> (value as typed, days before the visit it was drawn)."""
+    expect_state: str | None = None
+    expect_action: str | None = None
+    expect_doses: tuple[str, ...] | None = None
+    """Each as 'AMOUNT UNIT FREQUENCY' ('300 mg qd'); empty when no dose is given."""
+    expect_reasons: tuple[str, ...] = ()
+    """Text each of which must appear in some reason."""
+    expect_warnings: tuple[str, ...] = ()
+    expect_next_check_days: int | None = None
+
+
+@attrs.frozen
+class Scenario:
+    """A protocol's own test: a patient, a starting point and visits with expected decisions."""
+
+    name: str
+    visits: tuple[ScenarioVisit, ...]
+    start_state: str | None = None
+    start_memory: Mapping[str, Fraction | str] = attrs.Factory(dict)
+    start_days_on_therapy: int | None = None
+    line: int = 0
+
+
+@attrs.frozen
+class Protocol:
+    """A loaded, checked protocol."""
+
+    id: str
+    title: str
+    drug: str
+    version: str
+    sha256: str
+    sources: Mapping[str, Source]
+    parameters: Mapping[str, Parameter]
+    labs: Mapping[str, LabInput]
+    facts: tuple[str, ...]
+    assessments: tuple[str, ...]
+    memory: Mapping[str, MemorySlot]
+    states: Mapping[str, State]
+    initial: str
+    scope: Mapping[str, NameType]
+    max_daily_dose: Fraction | None
+    readings: Mapping[str, Reading] = attrs.Factory(dict)
+    scenarios: tuple[Scenario, ...] = ()
+
+    def needed_names(self, state: str) -> frozenset[str]:
+        """The names the rules leaving `state` may read."""
+        from dosing.guards import names_in
+
+        return frozenset().union(*(names_in(t.when) for t in self.states[state].transitions))

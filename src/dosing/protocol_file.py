@@ -1,0 +1,672 @@
+"""Protocol files: YAML text -> checked `Protocol`, with errors that name file, line and path.
+
+Loading goes in stages, each failing with a message that says where:
+read (safe YAML, keeping line numbers) -> shape (cattrs, no unknown keys) -> build (parse
+guards, resolve units and parameters, check citations) -> load-time checks (`checks`).
+The core takes text, not paths: reading the file is the caller's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any, Literal
+
+import attrs
+import cattrs
+import yaml
+
+from dosing import guards
+from dosing.errors import DosingError, ProtocolError, UnitError
+from dosing.guard_parser import compile_guard
+from dosing.model import (
+    Action,
+    DoseSpec,
+    Effect,
+    Frequency,
+    LabInput,
+    MemorySlot,
+    Monitoring,
+    Parameter,
+    Protocol,
+    Reading,
+    Rounding,
+    Scenario,
+    ScenarioVisit,
+    Source,
+    State,
+    Transition,
+)
+from dosing.units import KNOWN_SPELLINGS, conversion, split_value
+from dosing.vocabulary import VOCABULARY, Categorical, Quantitative, observable
+
+# ---------------------------------------------------------------------------- the file's shape
+
+
+@attrs.frozen
+class SourceEntry:
+    id: str
+    kind: Literal["trial", "label", "paper", "facts", "site"]
+    ref: str
+    cite: str
+
+
+@attrs.frozen
+class ParameterEntry:
+    value: str
+    note: str
+
+
+@attrs.frozen
+class LabEntry:
+    max_age: str
+    uln: str | None = None
+    unit: str | None = None
+
+
+@attrs.frozen
+class InputsEntry:
+    labs: dict[str, LabEntry]
+    facts: list[str] = attrs.Factory(list)
+    assessments: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class MemoryEntry:
+    kind: Literal["count", "state"]
+    initial: str
+    note: str
+
+
+@attrs.frozen
+class DoseEntry:
+    drug: str
+    frequency: Frequency
+    amount: str | None = None
+    per_m2: str | None = None
+    round_to: str | None = None
+    rounding: str = "nearest"
+
+
+@attrs.frozen
+class MonitoringEntry:
+    every: str
+    source: str
+    when: str | None = None
+
+
+@attrs.frozen
+class TransitionEntry:
+    rule: str
+    to: str
+    when: str
+    action: Action
+    source: str
+    message: str
+    priority: int = 0
+    remember: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class StateEntry:
+    source: str
+    doses: list[DoseEntry] = attrs.Factory(list)
+    initial: bool = False
+    final: bool = False
+    stay: Action | None = None
+    note: str = ""
+    monitoring: list[MonitoringEntry] = attrs.Factory(list)
+    transitions: list[TransitionEntry] = attrs.Factory(list)
+
+
+@attrs.frozen
+class ExpectEntry:
+    state: str | None = None
+    action: Action | None = None
+    doses: list[str] | None = None
+    reasons: list[str] = attrs.Factory(list)
+    warnings: list[str] = attrs.Factory(list)
+    next_check_in_days: int | None = None
+
+
+@attrs.frozen
+class VisitEntry:
+    expect: ExpectEntry
+    day: int = 0
+    labs: dict[str, str] = attrs.Factory(dict)
+    drawn_days_before: dict[str, int] = attrs.Factory(dict)
+    omit: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class StartEntry:
+    state: str
+    memory: dict[str, str] = attrs.Factory(dict)
+    days_on_therapy: int | None = None
+
+
+@attrs.frozen
+class ScenarioEntry:
+    name: str
+    visits: list[VisitEntry]
+    start: StartEntry | None = None
+    patient: dict[str, str] = attrs.Factory(dict)
+    defaults: bool = True
+
+
+@attrs.frozen
+class ScenarioDefaults:
+    patient: dict[str, str] = attrs.Factory(dict)
+    labs: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class LimitsEntry:
+    max_daily_dose: str | None = None
+
+
+@attrs.frozen
+class ProtocolEntry:
+    id: str
+    title: str
+    drug: str
+    version: str
+    sources: list[SourceEntry]
+    inputs: InputsEntry
+    states: dict[str, StateEntry]
+    limits: LimitsEntry = attrs.Factory(LimitsEntry)
+    parameters: dict[str, ParameterEntry] = attrs.Factory(dict)
+    memory: dict[str, MemoryEntry] = attrs.Factory(dict)
+    scenario_defaults: ScenarioDefaults = attrs.Factory(ScenarioDefaults)
+    scenarios: list[ScenarioEntry] = attrs.Factory(list)
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+# ---------------------------------------------------------------------------- read
+
+
+_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeBase):  # type: ignore[valid-type,misc]
+    """Safe YAML (libyaml when present) that leaves yes/no and dates as text: answers and days."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _line_map(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = f"{path}.{key.value}" if path else str(key.value)
+            _line_map(value, child, lines)
+            lines[child] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, f"{path}[{index}]", lines)
+
+
+@attrs.define
+class _Where:
+    """Turns a path into 'file:line: path' for messages."""
+
+    name: str
+    lines: dict[str, int]
+
+    def line(self, path: str) -> int:
+        while path and path not in self.lines:
+            path = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", path)
+        return self.lines.get(path, 1)
+
+    def error(self, path: str, message: str) -> ProtocolError:
+        return ProtocolError(f"{self.name}:{self.line(path)}: {path}: {message}")
+
+
+def _read(text: str, name: str) -> tuple[Any, _Where]:
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise ProtocolError(f"{name}:{line}: not valid YAML: {error.problem}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{name}:1: a protocol file is a mapping with id, title, states ...")
+    lines: dict[str, int] = {}
+    assert node is not None
+    _line_map(node, "", lines)
+    return data, _Where(name, lines)
+
+
+# ---------------------------------------------------------------------------- shape
+
+_LITERAL = re.compile(
+    r"^unknown error \((?P<got>.*) not in literal typing\.Literal\[(?P<ok>.*)\]\)$"
+)
+
+
+def _shape(data: Any, where: _Where) -> ProtocolEntry:
+    try:
+        return _converter.structure(data, ProtocolEntry)
+    except Exception as exc:  # cattrs groups every problem; report the first, by line
+        problems = []
+        for message in cattrs.transform_error(exc, path="$"):
+            text, _, raw_path = message.rpartition(" @ ")
+            path = re.sub(r"\['([^']*)'\]", r".\1", raw_path).removeprefix("$").lstrip(".")
+            literal = _LITERAL.match(text)
+            if literal:
+                text = f"'{literal['got']}' is not one of {literal['ok'].replace(chr(39), '')}"
+            elif text.startswith("extra fields found"):
+                text = text.replace("extra fields found", "unknown key")
+            problems.append((where.line(path), path, text))
+        line, path, text = min(problems)
+        raise ProtocolError(f"{where.name}:{line}: {path}: {text}") from None
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def load_protocol(text: str, name: str = "<protocol>") -> Protocol:
+    """Read, shape, build and check a protocol file's text. Raises ProtocolError."""
+    from dosing.checks import check_protocol
+
+    data, where = _read(text, name)
+    entry = _shape(data, where)
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    protocol = _Builder(entry, where).build(sha)
+    check_protocol(protocol, where.error)
+    return protocol
+
+
+def _readings(scope: Mapping[str, guards.NameType]) -> dict[str, Reading]:
+    """Resolve every known spelling of every quantitative observation once, at compile time."""
+    readings = {}
+    for name, kind in scope.items():
+        entry = VOCABULARY.get(name)
+        if entry is None or not isinstance(kind, guards.QuantityType):
+            continue
+        measure = entry.measure
+        assert isinstance(measure, Quantitative)
+        spellings = {}
+        for spelling in KNOWN_SPELLINGS:
+            try:
+                spellings[spelling] = conversion(spelling, kind.unit, name, measure.molar_mass)
+            except UnitError:
+                continue
+        to_unit = spellings.get(measure.canonical) or conversion(
+            measure.canonical, kind.unit, name, measure.molar_mass
+        )
+        readings[name] = Reading(
+            name=name,
+            unit=kind.unit,
+            low=to_unit.apply(measure.low),
+            high=to_unit.apply(measure.high),
+            molar_mass=measure.molar_mass,
+            bare_unit=measure.bare_unit,
+            spellings=spellings,
+        )
+    return readings
+
+
+class _Builder:
+    def __init__(self, entry: ProtocolEntry, where: _Where) -> None:
+        self.entry = entry
+        self.where = where
+        self.parameters = {
+            key: Parameter(key, str(p.value), p.note) for key, p in entry.parameters.items()
+        }
+
+    def fail(self, path: str, message: str) -> ProtocolError:
+        return self.where.error(path, message)
+
+    def resolve(self, text: str) -> str:
+        """A literal, or the value of the site parameter it names."""
+        parameter = self.parameters.get(text.strip())
+        return parameter.value if parameter else text
+
+    def quantity(self, text: str, unit: str, path: str) -> Fraction:
+        resolved = self.resolve(text)
+        try:
+            value, spelled = split_value(resolved)
+            return conversion(spelled, unit, path.rsplit(".", 1)[-1]).apply(value)
+        except UnitError as error:
+            raise self.fail(path, f"'{resolved}': {error}; expected a value in {unit}") from None
+
+    def build(self, sha: str) -> Protocol:
+        entry = self.entry
+        sources = {s.id: Source(s.id, s.kind, s.ref, s.cite) for s in entry.sources}
+        labs = self.labs()
+        facts = tuple(
+            self.known(name, "fact", f"inputs.facts[{i}]")
+            for i, name in enumerate(entry.inputs.facts)
+        )
+        assessments = tuple(
+            self.known(name, "assessment", f"inputs.assessments[{i}]")
+            for i, name in enumerate(entry.inputs.assessments)
+        )
+        memory = self.memory()
+        scope = self.scope(labs, facts, assessments, memory)
+        states = {
+            name: self.state(name, state, scope, sources) for name, state in entry.states.items()
+        }
+        initial = [name for name, state in states.items() if state.initial]
+        max_dose = None
+        if entry.limits.max_daily_dose is not None:
+            max_dose = self.quantity(entry.limits.max_daily_dose, "mg", "limits.max_daily_dose")
+        protocol = Protocol(
+            id=entry.id,
+            title=entry.title,
+            drug=entry.drug,
+            version=entry.version,
+            sha256=sha,
+            sources=sources,
+            parameters=self.parameters,
+            labs=labs,
+            facts=facts,
+            assessments=assessments,
+            memory=memory,
+            states=states,
+            initial=initial[0] if len(initial) == 1 else "",
+            scope=scope,
+            max_daily_dose=max_dose,
+            readings=_readings(scope),
+        )
+        return attrs.evolve(protocol, scenarios=self.scenarios(protocol))
+
+    def known(self, name: str, role: str, path: str) -> str:
+        try:
+            found = observable(name)
+        except DosingError as error:
+            raise self.fail(path, str(error)) from None
+        if found.role != role:
+            raise self.fail(path, f"{name} is a {found.role}, not a {role}")
+        return found.name
+
+    def labs(self) -> dict[str, LabInput]:
+        labs = {}
+        for key, lab in self.entry.inputs.labs.items():
+            path = f"inputs.labs.{key}"
+            name = self.known(key, "lab", path)
+            measure = VOCABULARY[name].measure
+            assert isinstance(measure, Quantitative)
+            unit = lab.unit or measure.canonical
+            try:
+                to_unit = conversion(measure.canonical, unit, name, measure.molar_mass)
+            except UnitError as error:
+                raise self.fail(f"{path}.unit", str(error)) from None
+            age = self.quantity(lab.max_age, "days", f"{path}.max_age")
+            if age.denominator != 1 or age < 0:
+                raise self.fail(f"{path}.max_age", "a maximum age is a whole number of days")
+            uln = None
+            if lab.uln is not None:
+                uln = self._lab_quantity(lab.uln, unit, name, measure.molar_mass, f"{path}.uln")
+            labs[name] = LabInput(
+                name=name,
+                label=VOCABULARY[name].label,
+                unit=unit,
+                low=to_unit.apply(measure.low),
+                high=to_unit.apply(measure.high),
+                max_age_days=int(age),
+                molar_mass=measure.molar_mass,
+                uln_default=uln,
+            )
+        return labs
+
+    def _lab_quantity(self, text: str, unit: str, name: str, mm: str | None, path: str) -> Fraction:
+        resolved = self.resolve(text)
+        try:
+            value, spelled = split_value(resolved)
+            return conversion(spelled, unit, name, mm).apply(value)
+        except UnitError as error:
+            raise self.fail(path, f"'{resolved}': {error}") from None
+
+    def memory(self) -> dict[str, MemorySlot]:
+        slots = {}
+        for name, slot in self.entry.memory.items():
+            initial: Fraction | str | None
+            if slot.kind == "count":
+                try:
+                    initial = Fraction(slot.initial)
+                except ValueError:
+                    raise self.fail(
+                        f"memory.{name}.initial", "a count starts at a number"
+                    ) from None
+            else:
+                initial = slot.initial
+                if initial != "none" and initial not in self.entry.states:
+                    raise self.fail(f"memory.{name}.initial", f"'{initial}' is not a state")
+            slots[name] = MemorySlot(name, slot.kind, initial, slot.note)
+        return slots
+
+    def scope(
+        self,
+        labs: Mapping[str, LabInput],
+        facts: tuple[str, ...],
+        assessments: tuple[str, ...],
+        memory: Mapping[str, MemorySlot],
+    ) -> dict[str, guards.NameType]:
+        scope: dict[str, guards.NameType] = {}
+        for lab in labs.values():
+            scope[lab.name] = guards.QuantityType(lab.unit, lab.label, lab.molar_mass)
+            uln = f"{lab.name}_uln"
+            if uln in VOCABULARY:
+                scope[uln] = guards.QuantityType(lab.unit, f"{lab.label} ULN", lab.molar_mass)
+        for name in (*facts, *assessments):
+            measure = VOCABULARY[name].measure
+            label = VOCABULARY[name].label
+            if isinstance(measure, Categorical):
+                scope[name] = guards.CategoryType(measure.values, label)
+            else:
+                scope[name] = guards.QuantityType(measure.canonical, label)
+        if {"height", "weight"} <= set(facts):
+            scope["bsa"] = guards.QuantityType("m^2", "BSA")
+        if {"age", "weight", "sex"} <= set(facts) and "creatinine" in labs:
+            scope["crcl"] = guards.QuantityType("mL/min", "CrCl")
+        scope["days_on_therapy"] = guards.QuantityType("days", "days on therapy")
+        scope["days_in_state"] = guards.QuantityType("days", "days in this state")
+        for slot in memory.values():
+            if slot.kind == "count":
+                scope[slot.name] = guards.CountType(slot.name.replace("_", " "))
+            else:
+                values = (*self.entry.states, "none")
+                scope[slot.name] = guards.CategoryType(values, slot.name.replace("_", " "))
+        return scope
+
+    def guard(self, text: str, scope: guards.Scope, path: str) -> guards.Guard:
+        try:
+            return compile_guard(text, scope)
+        except ProtocolError as error:
+            raise self.fail(path, str(error)) from None
+
+    def cite(self, text: str, sources: Mapping[str, Source], path: str) -> str:
+        source_id = text.split(":", 1)[0].strip()
+        if not text.strip():
+            raise self.fail(path, "every rule cites its source (a seed file or a label fact)")
+        if source_id not in sources:
+            raise self.fail(
+                path,
+                f"cites '{source_id}', which is not among the sources ({', '.join(sources)}); "
+                "write 'SOURCE-ID: where in it'",
+            )
+        return text
+
+    def state(
+        self, name: str, entry: StateEntry, scope: guards.Scope, sources: Mapping[str, Source]
+    ) -> State:
+        path = f"states.{name}"
+        transitions = tuple(
+            self.transition(name, index, t, scope, sources)
+            for index, t in enumerate(entry.transitions)
+        )
+        monitoring = tuple(
+            Monitoring(
+                every_days=self.quantity(m.every, "days", f"{path}.monitoring[{i}].every"),
+                when=None
+                if m.when is None
+                else self.guard(m.when, scope, f"{path}.monitoring[{i}].when"),
+                source=self.cite(m.source, sources, f"{path}.monitoring[{i}].source"),
+            )
+            for i, m in enumerate(entry.monitoring)
+        )
+        doses = tuple(self.dose(d, f"{path}.doses[{i}]") for i, d in enumerate(entry.doses))
+        return State(
+            name=name,
+            doses=doses,
+            transitions=transitions,
+            monitoring=monitoring,
+            stay=entry.stay,
+            source=self.cite(entry.source, sources, f"{path}.source"),
+            initial=entry.initial,
+            final=entry.final,
+            note=entry.note,
+        )
+
+    def dose(self, entry: DoseEntry, path: str) -> DoseSpec:
+        if (entry.amount is None) == (entry.per_m2 is None):
+            raise self.fail(path, "a dose has either an amount or a per_m2 amount")
+        rounding = self.resolve(entry.rounding)
+        if rounding not in ("nearest", "down"):
+            raise self.fail(f"{path}.rounding", f"'{rounding}' is not one of nearest, down")
+        rounding_mode: Rounding = "nearest" if rounding == "nearest" else "down"
+        try:
+            return DoseSpec(
+                drug=entry.drug,
+                frequency=entry.frequency,
+                amount=None
+                if entry.amount is None
+                else self.quantity(entry.amount, "mg", f"{path}.amount"),
+                per_m2=None
+                if entry.per_m2 is None
+                else self.quantity(entry.per_m2, "mg/m^2", f"{path}.per_m2"),
+                round_to=None
+                if entry.round_to is None
+                else self.quantity(entry.round_to, "mg", f"{path}.round_to"),
+                rounding=rounding_mode,
+            )
+        except ValueError as error:
+            raise self.fail(path, str(error)) from None
+
+    def transition(
+        self,
+        origin: str,
+        index: int,
+        entry: TransitionEntry,
+        scope: guards.Scope,
+        sources: Mapping[str, Source],
+    ) -> Transition:
+        path = f"states.{origin}.transitions[{index}]"
+        return Transition(
+            rule=entry.rule,
+            origin=origin,
+            target=entry.to,
+            when=self.guard(entry.when, scope, f"{path}.when"),
+            when_text=" ".join(entry.when.split()),
+            priority=entry.priority,
+            action=entry.action,
+            source=self.cite(entry.source, sources, f"{path}.source"),
+            message=entry.message,
+            effects=tuple(
+                self.effect(k, v, f"{path}.remember.{k}") for k, v in entry.remember.items()
+            ),
+            path=path,
+            line=self.where.line(path),
+        )
+
+    def effect(self, name: str, text: str, path: str) -> Effect:
+        slot = self.entry.memory.get(name)
+        if slot is None:
+            raise self.fail(path, f"'{name}' is not declared under memory")
+        text = text.strip()
+        added = re.fullmatch(rf"{re.escape(name)}\s*([+-])\s*(\d+)", text)
+        if slot.kind == "count" and added:
+            step = Fraction(added[2])
+            return Effect(name, "add", step if added[1] == "+" else -step)
+        if slot.kind == "count" and re.fullmatch(r"\d+", text):
+            return Effect(name, "set", Fraction(text))
+        if slot.kind == "state" and text == "state":
+            return Effect(name, "state", None)
+        if slot.kind == "state" and (text in self.entry.states or text == "none"):
+            return Effect(name, "set", text)
+        expected = (
+            f"{name} + N, or a number" if slot.kind == "count" else "state, none or a state name"
+        )
+        raise self.fail(path, f"'{text}' is not an update dosing understands; expected {expected}")
+
+    def scenarios(self, protocol: Protocol) -> tuple[Scenario, ...]:
+        defaults = self.entry.scenario_defaults
+        scenarios = []
+        for index, entry in enumerate(self.entry.scenarios):
+            path = f"scenarios[{index}]"
+            visits = []
+            for number, visit in enumerate(entry.visits):
+                observed: dict[str, tuple[str, int]] = {}
+                base = {**defaults.labs} if entry.defaults else {}
+                for key, value in {
+                    **defaults.patient,
+                    **entry.patient,
+                    **base,
+                    **visit.labs,
+                }.items():
+                    if key in visit.omit:
+                        continue
+                    observed[key] = (str(value), visit.drawn_days_before.get(key, 0))
+                expect = visit.expect
+                visits.append(
+                    ScenarioVisit(
+                        day=visit.day,
+                        observations=observed,
+                        expect_state=expect.state,
+                        expect_action=expect.action,
+                        expect_doses=None if expect.doses is None else tuple(expect.doses),
+                        expect_reasons=tuple(expect.reasons),
+                        expect_warnings=tuple(expect.warnings),
+                        expect_next_check_days=expect.next_check_in_days,
+                    )
+                )
+                if expect.state is not None and expect.state not in protocol.states:
+                    raise self.fail(
+                        f"{path}.visits[{number}].expect.state", f"no state '{expect.state}'"
+                    )
+            start_state = entry.start.state if entry.start else None
+            if start_state is not None and start_state not in protocol.states:
+                raise self.fail(f"{path}.start.state", f"no state '{start_state}'")
+            scenarios.append(
+                Scenario(
+                    name=entry.name,
+                    visits=tuple(visits),
+                    start_state=start_state,
+                    start_memory=self.start_memory(entry.start, protocol, f"{path}.start.memory"),
+                    start_days_on_therapy=entry.start.days_on_therapy if entry.start else None,
+                    line=self.where.line(path),
+                )
+            )
+        return tuple(scenarios)
+
+    def start_memory(
+        self, start: StartEntry | None, protocol: Protocol, path: str
+    ) -> dict[str, Fraction | str]:
+        memory: dict[str, Fraction | str] = {}
+        for name, value in (start.memory if start else {}).items():
+            slot = protocol.memory.get(name)
+            if slot is None:
+                raise self.fail(f"{path}.{name}", f"'{name}' is not declared under memory")
+            memory[name] = Fraction(value) if slot.kind == "count" else value
+        return memory

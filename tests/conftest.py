@@ -1,0 +1,32 @@
+"""Shared test set-up: protocols from the repository, a private compile cache, no colour."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dosing.model import Protocol
+from dosing.protocol_file import load_protocol
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL_FILES = sorted((ROOT / "protocols").glob("*.yaml"))
+
+# Before anything imports the CLI: a throwaway compile cache and plain, wide output.
+os.environ["DOSING_CACHE_DIR"] = tempfile.mkdtemp(prefix="dosing-test-cache-")
+os.environ["NO_COLOR"] = "1"
+os.environ["COLUMNS"] = "200"
+os.environ.pop("FORCE_COLOR", None)
+
+
+def load_file(path: Path) -> Protocol:
+    """Load a protocol file the way the CLI does, named as in messages."""
+    return load_protocol(path.read_text(encoding="utf-8"), path.name)
+
+
+@pytest.fixture(scope="session")
+def imatinib() -> Protocol:
+    """The shipped imatinib-hes protocol."""
+    return load_file(ROOT / "protocols" / "imatinib-hes.yaml")

@@ -1,0 +1,74 @@
+"""Protocol files: every shipped one loads; each broken one fails with its exact message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dosing.errors import ProtocolError
+from dosing.protocol_file import load_protocol
+from tests.conftest import PROTOCOL_FILES, ROOT, load_file
+
+INVALID = sorted((Path(__file__).parent / "invalid_protocols").glob("*.yaml"))
+BROKEN = [path for path in INVALID if not path.name.startswith("valid")]
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_broken_protocol_gives_its_message(path: Path) -> None:
+    """The first line of each broken file says the exact message loading must give."""
+    text = path.read_text(encoding="utf-8")
+    expected = text.splitlines()[0].removeprefix("# expect: ")
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, path.name)
+    assert str(caught.value) == expected
+
+
+def test_the_valid_base_of_the_broken_files_loads() -> None:
+    """The broken files differ from a valid one by one edit each."""
+    protocol = load_file(Path(__file__).parent / "invalid_protocols" / "valid_tiny.yaml")
+    assert list(protocol.states) == ["screening", "dose_400", "dose_300"]
+
+
+@pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.stem)
+def test_shipped_protocol_loads(path: Path) -> None:
+    """Every shipped protocol loads, and its id is its file name."""
+    assert load_file(path).id == path.stem
+
+
+@pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.stem)
+def test_every_rule_cites_a_declared_source(path: Path) -> None:
+    """No transition, state or monitoring rule lacks a citation of a declared source."""
+    protocol = load_file(path)
+    for state in protocol.states.values():
+        cited = [state.source, *(t.source for t in state.transitions)]
+        cited += [m.source for m in state.monitoring]
+        for citation in cited:
+            assert citation.split(":", 1)[0] in protocol.sources, (state.name, citation)
+
+
+def test_sources_point_at_real_seed_files() -> None:
+    """A source citing a seed file names one that exists in shared/seeds."""
+    seeds = ROOT.parent / "shared" / "seeds"
+    if not seeds.is_dir():
+        pytest.skip("shared/ is not beside this checkout")
+    for path in PROTOCOL_FILES:
+        for source in load_file(path).sources.values():
+            if source.cite.startswith("shared/seeds/"):
+                assert (seeds / source.cite.removeprefix("shared/seeds/")).is_file(), source.cite
+
+
+def test_yes_and_no_stay_answers_not_booleans() -> None:
+    """YAML 1.1 would read `no` as false; protocol files keep it as the answer 'no'."""
+    protocol = load_file(ROOT / "protocols" / "imatinib-hes.yaml")
+    observations = protocol.scenarios[0].visits[0].observations
+    assert observations["bleeding"] == ("no", 0)
+
+
+def test_sha256_identifies_the_text() -> None:
+    """The decision record's protocol_sha256 is the sha256 of the file's text."""
+    import hashlib
+
+    path = ROOT / "protocols" / "imatinib-hes.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert load_file(path).sha256 == hashlib.sha256(text.encode()).hexdigest()
