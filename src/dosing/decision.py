@@ -1,0 +1,84 @@
+"""The decision record. Its JSON form is a contract that replay and the prompt rely on."""
+
+from __future__ import annotations
+
+import datetime as dt
+from fractions import Fraction
+from typing import Any
+
+import attrs
+
+from dosing.model import Action
+from dosing.units import format_number
+
+
+@attrs.frozen
+class DoseLine:
+    """One drug's recommended dose."""
+
+    drug: str
+    amount: Fraction
+    unit: str
+    frequency: str
+
+    def __str__(self) -> str:
+        return f"{self.drug} {format_number(self.amount)} {self.unit} {self.frequency}"
+
+    def short(self) -> str:
+        """'300 mg qd', the form scenarios are written in."""
+        return f"{format_number(self.amount)} {self.unit} {self.frequency}"
+
+
+@attrs.frozen
+class RuleRef:
+    """A rule that decided, with the source it cites."""
+
+    id: str
+    source: str
+
+
+@attrs.frozen
+class Decision:
+    """One visit's recommendation and why. `dosing` recommends; a person decides."""
+
+    patient_id: str | None
+    date: dt.date
+    protocol: str
+    protocol_version: str
+    protocol_sha256: str
+    state: str
+    action: Action
+    doses: tuple[DoseLine, ...]
+    next_check: dt.date | None
+    rules: tuple[RuleRef, ...]
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract form: plain JSON types, amounts as numbers, dates as ISO text."""
+        return {
+            "patient_id": self.patient_id,
+            "date": self.date.isoformat(),
+            "protocol": self.protocol,
+            "protocol_version": self.protocol_version,
+            "protocol_sha256": self.protocol_sha256,
+            "state": self.state,
+            "action": self.action,
+            "doses": [
+                {
+                    "drug": dose.drug,
+                    "amount": _json_number(dose.amount),
+                    "unit": dose.unit,
+                    "frequency": dose.frequency,
+                }
+                for dose in self.doses
+            ],
+            "next_check": self.next_check.isoformat() if self.next_check else None,
+            "rules": [{"id": rule.id, "source": rule.source} for rule in self.rules],
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+        }
+
+
+def _json_number(value: Fraction) -> int | float:
+    return int(value) if value.denominator == 1 else float(format_number(value))

@@ -1,0 +1,383 @@
+"""The engine: (protocol, patient record, a visit's observations) -> (decision, next record).
+
+Pure: no I/O, no printing, no clock. A lab older than its maximum age is not used; when a
+rule that could fire needs it, the decision is `refer` and says what to measure, never a
+dose from old data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
+
+import attrs
+
+from dosing.checks import DOSES_PER_DAY
+from dosing.decision import Decision, DoseLine, RuleRef
+from dosing.derived import bsa_mosteller, crcl_cockcroft_gault
+from dosing.errors import EngineError
+from dosing.explain import describe
+from dosing.guards import Finding, Outcome, Value, evaluate
+from dosing.model import Action, DoseSpec, Protocol, State, Transition
+from dosing.observations import Observation
+from dosing.patient import PatientRecord
+from dosing.units import conversion, format_number
+
+_NO_DOSE: frozenset[str] = frozenset({"refer", "hold", "discontinue", "ineligible"})
+
+
+@attrs.frozen
+class _Facts:
+    """What the engine knows at a visit: values by name, and why any are absent."""
+
+    values: dict[str, Value | None]
+    absent: dict[str, str]
+    entered: dict[str, str]
+    defaults_used: frozenset[str]
+
+
+def step(
+    protocol: Protocol,
+    record: PatientRecord,
+    visit: dt.date,
+    observations: Iterable[Observation] = (),
+    patient_id: str | None = None,
+) -> tuple[Decision, PatientRecord]:
+    """Decide one visit. Returns the decision and the patient's record after it."""
+    origin = record.state or protocol.initial
+    if origin not in protocol.states:
+        raise EngineError(
+            f"'{origin}' is not a state of {protocol.id}; states: {', '.join(protocol.states)}"
+        )
+    warnings: list[str] = []
+    merged = dict(record.observations)
+    for observation in observations:
+        if observation.drawn_on > visit:
+            raise EngineError(
+                f"{observation.name} is dated {observation.drawn_on}, after the visit ({visit})"
+            )
+        known = merged.get(observation.name)
+        if known is None or observation.drawn_on >= known.drawn_on:
+            merged[observation.name] = observation
+        if observation.name not in protocol.scope:
+            warnings.append(f"{observation.name} is not used by {protocol.id}; ignored")
+    memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
+    facts = _gather(protocol, record, visit, merged, memory)
+    for name, why in facts.absent.items():
+        if name in protocol.labs and name in merged:
+            warnings.append(why)
+    state = protocol.states[origin]
+    chosen, outcome, considered = _choose(state, facts)
+    decide = _Decider(protocol, record, visit, patient_id, facts, merged, memory, warnings)
+    if outcome is not None and outcome.truth is None:
+        return decide.cannot_decide(state, outcome, chosen)
+    if chosen is not None and outcome is not None:
+        return decide.fire(state, chosen, outcome)
+    return decide.stay(state, considered)
+
+
+def _gather(
+    protocol: Protocol,
+    record: PatientRecord,
+    visit: dt.date,
+    merged: Mapping[str, Observation],
+    memory: Mapping[str, Fraction | str],
+) -> _Facts:
+    values: dict[str, Value | None] = {}
+    absent: dict[str, str] = {}
+    defaults: set[str] = set()
+    for name, lab in protocol.labs.items():
+        uln = f"{name}_uln"
+        if uln in protocol.scope:
+            given = merged.get(uln)
+            if given is not None:
+                values[uln] = given.value
+            elif lab.uln_default is not None:
+                values[uln] = lab.uln_default
+                defaults.add(uln)
+            else:
+                absent[uln] = f"{lab.label} ULN was not given and the protocol has no default"
+        observation = merged.get(name)
+        if observation is None:
+            absent[name] = f"{lab.label} was not given: measure {lab.label}"
+            continue
+        age = (visit - observation.drawn_on).days
+        if age > lab.max_age_days:
+            absent[name] = (
+                f"{lab.label} from {observation.drawn_on} is {age} days old (at most "
+                f"{lab.max_age_days} days): not used; measure {lab.label} again"
+            )
+            continue
+        values[name] = observation.value
+    for name in (*protocol.facts, *protocol.assessments):
+        observation = merged.get(name)
+        if observation is None:
+            absent[name] = f"{name} was not given"
+        elif name in protocol.assessments and observation.drawn_on != visit:
+            absent[name] = f"{name} was assessed on {observation.drawn_on}, not at this visit"
+        else:
+            values[name] = observation.value
+    _derive(protocol, values, absent)
+    started = record.therapy_started_on
+    values["days_on_therapy"] = Fraction((visit - started).days) if started else None
+    if started is None:
+        absent["days_on_therapy"] = "therapy has not started"
+    since = record.state_since
+    values["days_in_state"] = Fraction((visit - since).days) if since else Fraction(0)
+    values.update(memory)
+    entered = {name: observation.entered for name, observation in merged.items()}
+    return _Facts(values, absent, entered, frozenset(defaults))
+
+
+def _derive(protocol: Protocol, values: dict[str, Value | None], absent: dict[str, str]) -> None:
+    height, weight = values.get("height"), values.get("weight")
+    if "bsa" in protocol.scope:
+        if isinstance(height, Fraction) and isinstance(weight, Fraction):
+            values["bsa"] = bsa_mosteller(height, weight)
+        else:
+            absent["bsa"] = "BSA needs height and weight"
+    if "crcl" in protocol.scope:
+        age, sex, creatinine = values.get("age"), values.get("sex"), values.get("creatinine")
+        if (
+            isinstance(age, Fraction)
+            and isinstance(weight, Fraction)
+            and isinstance(creatinine, Fraction)
+            and sex is not None
+        ):
+            reading = protocol.readings["creatinine"]
+            from_mg_dl = reading.spellings.get("mg/dL") or conversion(
+                "mg/dL", reading.unit, "creatinine", reading.molar_mass
+            )
+            values["crcl"] = crcl_cockcroft_gault(
+                age, weight, sex == "F", from_mg_dl.invert(creatinine)
+            )
+        else:
+            absent["crcl"] = "CrCl needs age, weight, sex and a current creatinine"
+
+
+def _choose(state: State, facts: _Facts) -> tuple[Transition | None, Outcome | None, list[Outcome]]:
+    """The transition that fires, highest priority first; or what blocks a decision."""
+    considered: list[Outcome] = []
+    for priority in sorted({t.priority for t in state.transitions}, reverse=True):
+        group = [
+            (t, evaluate(t.when, facts.values)) for t in state.transitions if t.priority == priority
+        ]
+        fired = [(t, o) for t, o in group if o.truth is True]
+        if len(fired) > 1:
+            rules = " and ".join(f"'{t.rule}'" for t, _ in fired)
+            raise EngineError(f"rules {rules} both apply at equal priority {priority}")
+        if fired:
+            return fired[0][0], fired[0][1], considered
+        unknown = [(t, o) for t, o in group if o.truth is None]
+        if unknown:
+            return unknown[0][0], unknown[0][1], considered
+        considered.extend(o for _, o in group)
+    return None, None, considered
+
+
+@attrs.define
+class _Decider:
+    protocol: Protocol
+    record: PatientRecord
+    visit: dt.date
+    patient_id: str | None
+    facts: _Facts
+    merged: dict[str, Observation]
+    memory: dict[str, Fraction | str]
+    warnings: list[str]
+
+    def label(self, name: str) -> str:
+        kind = self.protocol.scope.get(name)
+        return kind.label if kind is not None else name
+
+    def explain(self, findings: Iterable[Finding]) -> list[str]:
+        texts: list[str] = []
+        for finding in findings:
+            text = describe(
+                finding, self.protocol.scope, self.facts.entered, self.facts.defaults_used
+            )
+            if text not in texts:
+                texts.append(text)
+        return texts
+
+    def decision(
+        self,
+        state: str,
+        action: Action,
+        doses: tuple[DoseLine, ...],
+        next_check: dt.date | None,
+        rules: tuple[RuleRef, ...],
+        reasons: list[str],
+    ) -> Decision:
+        return Decision(
+            patient_id=self.patient_id,
+            date=self.visit,
+            protocol=self.protocol.id,
+            protocol_version=self.protocol.version,
+            protocol_sha256=self.protocol.sha256,
+            state=state,
+            action=action,
+            doses=doses,
+            next_check=next_check,
+            rules=rules,
+            reasons=tuple(reasons),
+            warnings=tuple(self.warnings),
+        )
+
+    def unchanged(self) -> PatientRecord:
+        return attrs.evolve(
+            self.record, state=self.record.state or self.protocol.initial, observations=self.merged
+        )
+
+    def cannot_decide(
+        self, state: State, outcome: Outcome, transition: Transition | None
+    ) -> tuple[Decision, PatientRecord]:
+        # Ask for everything the state's rules lack, so one new draw settles it.
+        lacking = set(outcome.missing)
+        for other in state.transitions:
+            lacking |= evaluate(other.when, self.facts.values).missing
+        for name in sorted(lacking):
+            self.warnings.append(self.facts.absent.get(name, f"{name} is not known"))
+        labels = ", ".join(sorted(self.label(name) for name in lacking))
+        rule = f"'{transition.rule}' " if transition else ""
+        blocking = ", ".join(sorted(self.label(name) for name in outcome.missing))
+        reasons = [
+            f"Cannot decide in state {state.name}: rule {rule}needs {blocking}; no dose is "
+            f"recommended from missing or stale data (needed here: {labels})",
+            *self.explain(outcome.findings),
+        ]
+        return self.decision(state.name, "refer", (), None, (), reasons), self.unchanged()
+
+    def fire(
+        self, state: State, transition: Transition, outcome: Outcome
+    ) -> tuple[Decision, PatientRecord]:
+        target = self.protocol.states[transition.target]
+        memory = dict(self.memory)
+        for effect in transition.effects:
+            if effect.kind == "state":
+                memory[effect.name] = state.name
+            elif effect.kind == "add":
+                current = memory[effect.name]
+                assert isinstance(current, Fraction)
+                assert isinstance(effect.value, Fraction)
+                memory[effect.name] = current + effect.value
+            elif effect.value is not None:
+                memory[effect.name] = effect.value
+        started = self.record.therapy_started_on
+        if transition.action == "start" and started is None:
+            started = self.visit
+        moved = target.name != state.name
+        record = PatientRecord(
+            state=target.name,
+            state_since=self.visit if moved else (self.record.state_since or self.visit),
+            therapy_started_on=started,
+            memory=memory,
+            observations=self.merged,
+        )
+        reasons = [transition.message, *self.explain(outcome.findings)]
+        rules = (RuleRef(transition.rule, transition.source),)
+        return self.conclude(target, transition.action, rules, reasons, record)
+
+    def stay(self, state: State, considered: list[Outcome]) -> tuple[Decision, PatientRecord]:
+        findings = [f for outcome in considered for f in outcome.findings]
+        if state.stay is None:
+            reasons = [
+                f"No rule applies in state {state.name}: the clinician decides",
+                *self.explain(findings),
+            ]
+            return self.decision(state.name, "refer", (), None, (), reasons), self.unchanged()
+        reasons = [f"No rule fired in state {state.name}", *self.explain(findings)]
+        record = attrs.evolve(
+            self.record,
+            state=state.name,
+            state_since=self.record.state_since or self.visit,
+            memory=self.memory,
+            observations=self.merged,
+        )
+        rules = (RuleRef(f"{state.name}:{state.stay}", state.source),)
+        return self.conclude(state, state.stay, rules, reasons, record)
+
+    def conclude(
+        self,
+        target: State,
+        action: Action,
+        rules: tuple[RuleRef, ...],
+        reasons: list[str],
+        record: PatientRecord,
+    ) -> tuple[Decision, PatientRecord]:
+        doses: tuple[DoseLine, ...] = ()
+        if action not in _NO_DOSE:
+            lines = [self.dose(spec, reasons) for spec in target.doses]
+            doses = tuple(line for line in lines if line is not None)
+            if len(doses) < len(lines) or not self.within_limit(doses):
+                # No dose can be given as the rule says: the patient stays where they were.
+                unchanged = self.unchanged()
+                assert unchanged.state is not None
+                decision = self.decision(unchanged.state, "refer", (), None, rules, reasons)
+                return decision, unchanged
+        next_check = (
+            None
+            if action in ("refer", "ineligible", "discontinue")
+            else self.next_check(target, record)
+        )
+        return self.decision(target.name, action, doses, next_check, rules, reasons), record
+
+    def dose(self, spec: DoseSpec, reasons: list[str]) -> DoseLine | None:
+        if spec.amount is not None:
+            return DoseLine(spec.drug, spec.amount, spec.unit, spec.frequency)
+        assert spec.per_m2 is not None
+        bsa = self.facts.values.get("bsa")
+        if not isinstance(bsa, Fraction):
+            self.warnings.append(
+                f"{spec.drug} is dosed per m²: {self.facts.absent.get('bsa', 'BSA unknown')}"
+            )
+            return None
+        raw = spec.per_m2 * bsa
+        amount, how = raw, ""
+        if spec.round_to is not None:
+            steps = raw / spec.round_to
+            whole = math.floor(steps)
+            if spec.rounding == "nearest" and steps - whole > Fraction(1, 2):
+                whole += 1
+            amount = whole * spec.round_to
+            nearest = spec.rounding == "nearest"
+            mode = "to the nearest" if nearest else "down to a multiple of"
+            tie = " (a tie rounds down)" if nearest else ""
+            step = format_number(spec.round_to)
+            how = f"; rounded {mode} {step} mg{tie}: {format_number(amount)} mg"
+        reasons.append(
+            f"{spec.drug} {format_number(spec.per_m2)} mg/m² x BSA {format_number(bsa, 3)} m² "
+            f"(Mosteller) = {format_number(raw, 1)} mg{how}"
+        )
+        if amount <= 0:
+            self.warnings.append(f"{spec.drug}: the rounded dose is 0 mg; the clinician decides")
+            return None
+        return DoseLine(spec.drug, amount, spec.unit, spec.frequency)
+
+    def within_limit(self, doses: tuple[DoseLine, ...]) -> bool:
+        limit = self.protocol.max_daily_dose
+        daily = sum(
+            (d.amount * DOSES_PER_DAY[d.frequency] for d in doses if d.drug == self.protocol.drug),
+            Fraction(0),
+        )
+        if limit is not None and daily > limit:
+            self.warnings.append(
+                f"{format_number(daily)} mg/day would exceed the protocol maximum of "
+                f"{format_number(limit)} mg/day; the clinician decides"
+            )
+            return False
+        return True
+
+    def next_check(self, target: State, record: PatientRecord) -> dt.date | None:
+        values = dict(self.facts.values)
+        started = record.therapy_started_on
+        values["days_on_therapy"] = Fraction((self.visit - started).days) if started else None
+        values["days_in_state"] = Fraction((self.visit - (record.state_since or self.visit)).days)
+        values.update(record.memory)
+        for monitoring in target.monitoring:
+            # An unknown condition counts as met: the more frequent check wins.
+            if monitoring.when is None or evaluate(monitoring.when, values).truth is not False:
+                return self.visit + dt.timedelta(days=math.floor(monitoring.every_days))
+        return None

@@ -1,0 +1,73 @@
+"""Findings in words: which value, which threshold, and how far apart they were."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+
+from dosing.guards import Comparison, CountType, Finding, NameType, QuantityType
+from dosing.units import format_number, split_value
+
+
+def _label(name: str, scope: Mapping[str, NameType]) -> str:
+    kind = scope.get(name)
+    return kind.label if kind is not None else name
+
+
+def _amount(value: Fraction, unit: str) -> str:
+    return f"{format_number(value)} {unit}".strip()
+
+
+def describe(
+    finding: Finding,
+    scope: Mapping[str, NameType],
+    entered: Mapping[str, str],
+    defaults_used: frozenset[str] = frozenset(),
+) -> str:
+    """'ANC 1200/mm3 (= 1.2 x10^9/L) < 1.5 x10^9/L (margin 0.3 x10^9/L)'."""
+    atom = finding.atom
+    label = _label(atom.subject, scope)
+    if not isinstance(atom, Comparison):
+        if finding.holds:
+            return f"{label}: {finding.value}"
+        return f"{label}: {finding.value}, not {' or '.join(sorted(atom.values))}"
+    kind = scope.get(atom.subject)
+    unit = atom.unit if isinstance(kind, QuantityType) else ""
+    value = finding.value
+    assert isinstance(value, Fraction)
+    assert finding.threshold is not None
+    shown = _amount(value, unit)
+    typed = entered.get(atom.subject)
+    if (
+        typed is not None
+        and not isinstance(kind, CountType)
+        and not _same_spelling(typed, shown, unit)
+    ):
+        shown = f"{typed} (= {shown})"
+    threshold = _amount(finding.threshold, unit)
+    if atom.reference is not None and finding.reference_value is not None:
+        default = ", protocol default" if atom.reference in defaults_used else ""
+        reference = (
+            f"{_label(atom.reference, scope)} {_amount(finding.reference_value, unit)}{default}"
+        )
+        multiple = "" if atom.factor == 1 else f"{format_number(atom.factor)} x "
+        threshold = f"{multiple}{reference} = {threshold}" if multiple else reference
+        ratio = (
+            f"; {format_number(value / finding.reference_value, 2)} x"
+            if finding.reference_value
+            else ""
+        )
+    else:
+        ratio = ""
+    op = atom.op if finding.holds else f"not {atom.op}"
+    gap = abs(value - finding.threshold)
+    margin = "on the threshold" if gap == 0 else f"margin {_amount(gap, unit)}"
+    return f"{label} {shown} {op} {threshold} ({margin}{ratio})"
+
+
+def _same_spelling(typed: str, shown: str, unit: str) -> bool:
+    try:
+        number, spelled = split_value(typed)
+    except Exception:
+        return False
+    return f"{format_number(number)} {spelled}".strip() == shown or spelled in ("", unit)

@@ -1,0 +1,87 @@
+"""Reading what a person typed ('anc=1200/mm3', 'bleeding=no') into exact observations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from fractions import Fraction
+
+import attrs
+
+from dosing.errors import ObservationError, UnitError
+from dosing.model import Protocol, Reading
+from dosing.units import accepted_spellings, conversion, format_number, split_value
+from dosing.vocabulary import Categorical, Observable, category_value, observable
+
+
+@attrs.frozen
+class Observation:
+    """One observed value, canonical and exact, with what was typed and when it was drawn."""
+
+    name: str
+    value: Fraction | str
+    entered: str
+    drawn_on: dt.date
+
+
+def reading_for(protocol: Protocol | None, entry: Observable) -> Reading:
+    """How `entry` is read: the protocol's compiled reading, or one built from the vocabulary."""
+    if protocol is not None and entry.name in protocol.readings:
+        return protocol.readings[entry.name]
+    measure = entry.measure
+    assert not isinstance(measure, Categorical)
+    return Reading(
+        entry.name,
+        measure.canonical,
+        measure.low,
+        measure.high,
+        measure.molar_mass,
+        measure.bare_unit,
+    )
+
+
+def read_observation(
+    protocol: Protocol | None,
+    name: str,
+    text: str,
+    drawn_on: dt.date,
+    accept_implausible: bool = False,
+) -> Observation:
+    """Parse one observation. Raises ObservationError naming the value and what is accepted."""
+    entry = observable(name)
+    text = str(text).strip()
+    if isinstance(entry.measure, Categorical):
+        return Observation(entry.name, category_value(entry, text), text, drawn_on)
+    reading = reading_for(protocol, entry)
+
+    def accepted() -> str:  # only on the error path
+        known = reading.spellings or accepted_spellings(reading.unit, reading.molar_mass)
+        return ", ".join(known)
+
+    try:
+        number, spelled = split_value(text)
+    except UnitError as error:
+        raise ObservationError(
+            f"{entry.name}={text}: {error}; expected a number and a unit ({accepted()})"
+        ) from None
+    if not spelled:
+        if reading.bare_unit is None:
+            raise ObservationError(
+                f"{entry.name}={text}: a number needs its unit; accepted: {accepted()}"
+            )
+        spelled = reading.bare_unit
+    to_unit = reading.spellings.get(spelled)
+    if to_unit is None:
+        try:
+            to_unit = conversion(spelled, reading.unit, entry.name, reading.molar_mass)
+        except UnitError as error:
+            raise ObservationError(
+                f"{entry.name}={text}: {error}; accepted: {accepted()}"
+            ) from None
+    value = to_unit.apply(number)
+    if not accept_implausible and not reading.low <= value <= reading.high:
+        raise ObservationError(
+            f"{entry.name}={text}: {format_number(value)} {reading.unit} is outside the plausible "
+            f"range {format_number(reading.low)}-{format_number(reading.high)} {reading.unit}; "
+            "check for a typo, or accept it knowingly (--accept-implausible)"
+        )
+    return Observation(entry.name, value, text, drawn_on)

@@ -1,0 +1,135 @@
+"""The engine: pure, exact, and never dosing from missing or stale data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+
+from dosing.decision import Decision
+from dosing.engine import step
+from dosing.errors import EngineError
+from dosing.model import Protocol
+from dosing.observations import Observation, read_observation
+from dosing.patient import PatientRecord
+
+DAY = dt.date(2026, 1, 5)
+ADULT = {"age": "45", "sex": "F", "bleeding": "no"}
+NORMAL = {
+    "anc": "4 x10^9/L",
+    "platelets": "250 x10^9/L",
+    "alt": "25 U/L",
+    "ast": "25 U/L",
+    "bilirubin": "0.6 mg/dL",
+}
+
+
+def observe(protocol: Protocol, values: dict[str, str], day: dt.date = DAY) -> list[Observation]:
+    return [read_observation(protocol, name, text, day) for name, text in values.items()]
+
+
+def test_core_does_not_import_the_cli_libraries() -> None:
+    """Loading and stepping a protocol imports neither rich nor typer."""
+    code = (
+        "import sys, datetime, pathlib;"
+        "from dosing.protocol_file import load_protocol; from dosing.engine import step;"
+        "from dosing.patient import PatientRecord;"
+        "p = load_protocol(pathlib.Path('protocols/imatinib-hes.yaml').read_text());"
+        "step(p, PatientRecord(), datetime.date(2026, 1, 5));"
+        "bad = [m for m in ('rich', 'typer', 'click') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    from tests.conftest import ROOT
+
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_decision_record_contract(imatinib: Protocol) -> None:
+    """The JSON record has exactly the contract's fields, in JSON types."""
+    decision, _ = step(
+        imatinib,
+        PatientRecord(),
+        DAY,
+        observe(imatinib, {**ADULT, **NORMAL, "anc": "1.2 x10^9/L"}),
+        "P01",
+    )
+    record = decision.to_json()
+    assert list(record) == [
+        "patient_id", "date", "protocol", "protocol_version", "protocol_sha256", "state",
+        "action", "doses", "next_check", "rules", "reasons", "warnings",
+    ]  # fmt: skip
+    assert record["doses"] == [{"drug": "imatinib", "amount": 300, "unit": "mg", "frequency": "qd"}]
+    assert record["date"] == "2026-01-05"
+    assert record["next_check"] == "2026-01-12"
+    assert record["rules"] == [
+        {
+            "id": "start-reduced",
+            "source": "seed-000: Study Groups, Imatinib (starting dose reduced to 300 mg po qd)",
+        }
+    ]
+    assert "ANC 1.2 x10^9/L < 1.5 x10^9/L (margin 0.3 x10^9/L)" in record["reasons"]
+
+
+def run(
+    protocol: Protocol, record: PatientRecord, values: dict[str, str], day: dt.date
+) -> tuple[Decision, PatientRecord]:
+    return step(protocol, record, day, observe(protocol, values, day))
+
+
+def test_labs_carry_forward_within_their_maximum_age(imatinib: Protocol) -> None:
+    """A week-old result is still used; an eight-day-old one is not, and the decision says so."""
+    _, record = run(imatinib, PatientRecord(), {**ADULT, **NORMAL}, DAY)
+    week_later = DAY + dt.timedelta(days=7)
+    decision, record = run(imatinib, record, {"bleeding": "no"}, week_later)
+    assert (decision.action, decision.state) == ("continue", "dose_400")
+    decision, after = run(imatinib, record, {"anc": "3 x10^9/L"}, week_later + dt.timedelta(days=1))
+    assert decision.action == "refer"
+    assert decision.doses == ()
+    stale = "platelets from 2026-01-05 is 8 days old (at most 7 days): not used; measure platelets"
+    assert f"{stale} again" in decision.warnings
+    assert after.state == "dose_400"
+    assert after.observations["anc"].value == 3
+
+
+def test_missing_labs_are_all_named_at_once(imatinib: Protocol) -> None:
+    """With only an ANC, the refer asks for every lab the state's rules need."""
+    decision, _ = run(imatinib, PatientRecord(), {**ADULT, "anc": "2 x10^9/L"}, DAY)
+    assert decision.action == "refer"
+    assert decision.reasons[0].startswith(
+        "Cannot decide in state screening: rule 'exclude-liver' needs"
+    )
+    assert "needed here: ALT, AST, bilirubin, platelets" in decision.reasons[0]
+
+
+def test_observation_after_the_visit_is_refused(imatinib: Protocol) -> None:
+    """A result dated after the visit is an error, not a silently used value."""
+    future = [read_observation(imatinib, "anc", "2 x10^9/L", DAY + dt.timedelta(days=1))]
+    with pytest.raises(
+        EngineError, match=r"anc is dated 2026-01-06, after the visit \(2026-01-05\)"
+    ):
+        step(imatinib, PatientRecord(), DAY, future)
+
+
+def test_unused_observation_is_warned_about(imatinib: Protocol) -> None:
+    """An observation the protocol does not read is reported, not silently dropped."""
+    decision, _ = run(imatinib, PatientRecord(), {**ADULT, **NORMAL, "creatinine": "1 mg/dL"}, DAY)
+    assert "creatinine is not used by imatinib-hes; ignored" in decision.warnings
+
+
+def test_unknown_state_is_refused(imatinib: Protocol) -> None:
+    """A record naming a state the protocol lacks is an error."""
+    with pytest.raises(EngineError, match="'dose_900' is not a state of imatinib-hes"):
+        step(imatinib, PatientRecord(state="dose_900"), DAY)
+
+
+def test_memory_and_time_advance(imatinib: Protocol) -> None:
+    """A hematologic hold counts itself and remembers the state it came from."""
+    _, record = run(imatinib, PatientRecord(), {**ADULT, **NORMAL}, DAY)
+    assert record.therapy_started_on == DAY
+    later = DAY + dt.timedelta(days=14)
+    decision, record = run(imatinib, record, {**NORMAL, "anc": "0.9 x10^9/L"}, later)
+    assert decision.action == "hold"
+    assert record.memory == {"heme_holds": 1, "held_from": "dose_400"}
+    assert record.state_since == later

@@ -1,0 +1,92 @@
+"""Reading typed observations: exact values, and bad input explained, never guessed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from fractions import Fraction
+
+import pytest
+
+from dosing.errors import ObservationError
+from dosing.model import Protocol
+from dosing.observations import read_observation
+
+DAY = dt.date(2026, 1, 5)
+COUNTS = "x10^9/L, 10^9/L, 10*9/L, G/L, 10^3/uL, K/uL, /mm3, /uL, cells/uL"
+
+
+def read(protocol: Protocol, name: str, text: str, accept: bool = False) -> Fraction | str:
+    return read_observation(protocol, name, text, DAY, accept).value
+
+
+def test_anc_in_cells_per_mm3(imatinib: Protocol) -> None:
+    """1200/mm3 is 1.2 x10^9/L."""
+    assert read(imatinib, "anc", "1200/mm3") == Fraction(6, 5)
+
+
+def test_loinc_code_is_an_alias(imatinib: Protocol) -> None:
+    """751-8 is the ANC."""
+    observation = read_observation(imatinib, "751-8", "1.2 K/uL", DAY)
+    assert (observation.name, observation.value) == ("anc", Fraction(6, 5))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("anc", "1.2", f"anc=1.2: a number needs its unit; accepted: {COUNTS}"),
+        (
+            "anc",
+            "1.2 mg/dL",
+            "anc=1.2 mg/dL: mg/dL measures mass concentration, but anc is measured as count per "
+            f"volume (x10^9/L); mg/dL cannot be converted to x10^9/L; accepted: {COUNTS}",
+        ),
+        (
+            "anc",
+            "lots",
+            "anc=lots: 'lots' does not start with a number; expected a number and a unit "
+            f"({COUNTS})",
+        ),
+        (
+            "platelets",
+            "5000 x10^9/L",
+            "platelets=5000 x10^9/L: 5000 x10^9/L is outside the plausible range 0-3000 x10^9/L; "
+            "check for a typo, or accept it knowingly (--accept-implausible)",
+        ),
+        ("bleeding", "maybe", "bleeding: 'maybe' is not an accepted answer; accepted: yes, no"),
+    ],
+)
+def test_bad_values_are_explained(imatinib: Protocol, name: str, text: str, message: str) -> None:
+    """Each bad value gets a message naming the lab, the value and what is accepted."""
+    with pytest.raises(ObservationError) as caught:
+        read(imatinib, name, text)
+    assert str(caught.value) == message
+
+
+def test_unknown_name_suggests_the_close_one(imatinib: Protocol) -> None:
+    """A typo in a lab name gets a did-you-mean."""
+    with pytest.raises(ObservationError, match=r"unknown observation 'anx' \(did you mean anc\?\)"):
+        read(imatinib, "anx", "1.2 x10^9/L")
+
+
+def test_implausible_value_accepted_knowingly(imatinib: Protocol) -> None:
+    """With the flag, an out-of-range value is used as typed."""
+    assert read(imatinib, "platelets", "5000 x10^9/L", accept=True) == 5000
+
+
+def test_age_may_be_a_bare_number_of_years(imatinib: Protocol) -> None:
+    """age=45 means 45 years; age=18 months is 1.5 years."""
+    assert read(imatinib, "age", "45") == 45
+    assert read(imatinib, "age", "18 months") == Fraction(3, 2)
+
+
+@pytest.mark.parametrize(
+    ("typed", "answer"), [("no", "no"), ("N", "no"), ("Yes", "yes"), ("y", "yes")]
+)
+def test_yes_no_answers(imatinib: Protocol, typed: str, answer: str) -> None:
+    """Yes/no answers accept the usual spellings."""
+    assert read(imatinib, "bleeding", typed) == answer
+
+
+def test_unit_not_in_the_compiled_table_still_converts(imatinib: Protocol) -> None:
+    """A valid spelling the protocol did not precompute falls back to pint, exactly."""
+    assert read(imatinib, "anc", "1200 1/mm^3") == Fraction(6, 5)
