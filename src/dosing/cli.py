@@ -1,0 +1,214 @@
+"""The `dosing` command: a thin typer layer over the pure core.
+
+Errors from the core are `DosingError`s; they are printed as one line on stderr with exit
+code 2. Any other exception prints its type only (never locals or values, which could be
+patient data) and exits 70.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from fractions import Fraction
+from typing import Annotated
+
+import typer
+
+from dosing import catalog
+from dosing.errors import DosingError, ObservationError
+from dosing.observations import Observation, read_observation
+from dosing.patient import PatientRecord
+
+app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    help="Dose-adjustment decision support: protocols as state machines over exact lab units. "
+    "[bold]dosing recommends; a person decides.[/]",
+)
+
+_INPUT = "Patient and labs"
+_COURSE = "Where the patient is in the protocol"
+
+
+def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip() or not value.strip():
+            raise ObservationError(
+                f"{option} '{item}': expected NAME=VALUE, e.g. {option} anc=1.2x10^9/L"
+            )
+        pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def _date(text: str, what: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ObservationError(f"{what} '{text}' is not a date; write YYYY-MM-DD") from None
+
+
+@app.command()
+def protocols() -> None:
+    """List the protocols that ship with dosing.
+
+    Example: [cyan]dosing protocols[/]
+    """
+    from rich.table import Table
+
+    from dosing.output import console
+
+    table = Table("id", "title", "version", "states")
+    for protocol_id in catalog.shipped_ids():
+        protocol = catalog.load(protocol_id)
+        table.add_row(protocol.id, protocol.title, protocol.version, str(len(protocol.states)))
+    console.print(table)
+
+
+@app.command()
+def show(
+    protocol: Annotated[
+        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+    ],
+) -> None:
+    """Show a protocol's states, transitions, inputs and site parameters.
+
+    Example: [cyan]dosing show imatinib-hes[/]
+    """
+    from dosing.output import console, protocol_tables
+
+    console.print(protocol_tables(catalog.load(protocol)))
+
+
+@app.command()
+def step(
+    protocol: Annotated[
+        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+    ],
+    lab: Annotated[
+        list[str],
+        typer.Option(
+            help="A lab or assessment as NAME=VALUE UNIT, e.g. anc=1200/mm3 or bleeding=no; "
+            "append @YYYY-MM-DD if it was drawn before the visit. Repeat for each.",
+            rich_help_panel=_INPUT,
+        ),
+    ] = [],  # noqa: B006 - typer reads the default; it is never mutated
+    patient: Annotated[
+        list[str],
+        typer.Option(
+            help="A patient fact: age=45, sex=F, weight=70kg, height=170cm.", rich_help_panel=_INPUT
+        ),
+    ] = [],  # noqa: B006
+    date: Annotated[
+        str | None,
+        typer.Option(help="Visit date, YYYY-MM-DD (default: today).", rich_help_panel=_INPUT),
+    ] = None,
+    patient_id: Annotated[
+        str | None, typer.Option(help="Shown in the record.", rich_help_panel=_INPUT)
+    ] = None,
+    accept_implausible: Annotated[
+        bool,
+        typer.Option(
+            help="Use a value outside its plausible range knowingly.", rich_help_panel=_INPUT
+        ),
+    ] = False,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help="The patient's current state (default: the protocol's start).",
+            rich_help_panel=_COURSE,
+        ),
+    ] = None,
+    memory: Annotated[
+        list[str],
+        typer.Option(
+            help="A remembered value, e.g. heme_holds=1 or held_from=dose_400.",
+            rich_help_panel=_COURSE,
+        ),
+    ] = [],  # noqa: B006
+    therapy_start: Annotated[
+        str | None, typer.Option(help="Date therapy started, YYYY-MM-DD.", rich_help_panel=_COURSE)
+    ] = None,
+    state_since: Annotated[
+        str | None,
+        typer.Option(help="Date the patient entered --state, YYYY-MM-DD.", rich_help_panel=_COURSE),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the decision record as JSON.")
+    ] = False,
+) -> None:
+    """Decide one visit: the dose, the rule that fired, and each value's margin to its threshold.
+
+    Example: [cyan]dosing step imatinib-hes --patient age=45 --lab anc=1200/mm3
+    --lab platelets=180x10^9/L --lab alt=30U/L --lab ast=28U/L --lab bilirubin=0.7mg/dL
+    --lab bleeding=no[/]
+    """
+    from dosing.engine import step as decide
+
+    loaded = catalog.load(protocol)
+    visit = _date(date, "--date") if date else dt.date.today()
+    observations: list[Observation] = []
+    for name, value in [*_pairs(patient, "--patient"), *_pairs(lab, "--lab")]:
+        drawn = visit
+        if "@" in value:
+            value, _, when = value.rpartition("@")
+            drawn = _date(when, f"drawn date of {name}")
+        observations.append(read_observation(loaded, name, value, drawn, accept_implausible))
+    remembered: dict[str, Fraction | str] = {}
+    for name, value in _pairs(memory, "--memory"):
+        slot = loaded.memory.get(name)
+        if slot is None:
+            raise ObservationError(
+                f"--memory {name}: {loaded.id} remembers {', '.join(loaded.memory) or 'nothing'}"
+            )
+        if slot.kind == "count":
+            try:
+                remembered[name] = Fraction(int(value))
+            except ValueError:
+                raise ObservationError(
+                    f"--memory {name}={value}: expected a whole number"
+                ) from None
+        elif value in loaded.states or value == "none":
+            remembered[name] = value
+        else:
+            raise ObservationError(
+                f"--memory {name}={value}: expected a state ({', '.join(loaded.states)}) or none"
+            )
+    record = PatientRecord(
+        state=state,
+        state_since=_date(state_since, "--state-since") if state_since else None,
+        therapy_started_on=_date(therapy_start, "--therapy-start") if therapy_start else None,
+        memory=remembered,
+    )
+    decision, _ = decide(loaded, record, visit, observations, patient_id)
+    if as_json:
+        sys.stdout.write(json.dumps(decision.to_json(), ensure_ascii=False) + "\n")
+        return
+    from dosing.output import console, decision_panel
+
+    console.print(decision_panel(decision))
+
+
+def main() -> None:
+    """Entry point: run the app and turn errors into one-line messages."""
+    try:
+        app()
+    except DosingError as error:
+        from dosing.output import error as show_error
+
+        show_error(str(error))
+        raise SystemExit(2) from None
+    except Exception as error:
+        if os.environ.get("DOSING_DEBUG"):
+            raise
+        # The last line of defence: the type only, never values, which may be patient data.
+        sys.stderr.write(
+            f"error: internal error ({type(error).__name__}); no dose was given. "
+            "Please report it with the command you ran (set DOSING_DEBUG=1 for details).\n"
+        )
+        raise SystemExit(70) from None

@@ -1,0 +1,233 @@
+"""The `dosing` command as a user runs it: output, messages on stderr, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+NORMAL = ["--lab", "platelets=180x10^9/L", "--lab", "alt=30U/L", "--lab", "ast=28U/L"]
+NORMAL += ["--lab", "bilirubin=0.7mg/dL", "--lab", "bleeding=no"]
+ADULT = ["--patient", "age=45", "--patient", "sex=F", "--date", "2026-01-05"]
+
+
+def dosing(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed command's entry point in a child process."""
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+
+
+def step_json(*args: str) -> dict[str, Any]:
+    result = dosing("step", "imatinib-hes", *ADULT, *NORMAL, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    record: dict[str, Any] = json.loads(result.stdout)
+    return record
+
+
+def doses(record: dict[str, Any]) -> list[str]:
+    return [f"{d['amount']} {d['unit']} {d['frequency']}" for d in record["doses"]]
+
+
+@pytest.mark.parametrize("anc", ["1200/mm3", "1.2x10^9/L", "1200/uL", "1.2 K/uL", "1.2 G/L"])
+def test_low_anc_starts_at_300(anc: str) -> None:
+    """An adult with ANC 1.2 x10^9/L, however it is written, starts at 300 mg qd."""
+    record = step_json("--lab", f"anc={anc}")
+    assert (record["action"], doses(record)) == ("start", ["300 mg qd"])
+
+
+@pytest.mark.parametrize("anc", ["1500/mm3", "1.5x10^9/L", "1500/uL", "1.5 K/uL", "1.5 G/L"])
+def test_anc_exactly_on_the_threshold_starts_at_400(anc: str) -> None:
+    """ANC exactly 1.5 x10^9/L is not below 1.5: 400 mg qd."""
+    record = step_json("--lab", f"anc={anc}")
+    assert (record["action"], doses(record)) == ("start", ["400 mg qd"])
+
+
+def test_panel_says_dose_rule_and_margin() -> None:
+    """The default output names the dose, the rule with its source, and the margin."""
+    result = dosing("step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=1200/mm3")
+    assert result.returncode == 0
+    assert "START  imatinib 300 mg qd" in result.stdout
+    assert "rule start-reduced  seed-000: Study Groups, Imatinib" in result.stdout
+    assert "ANC 1200/mm3 (= 1.2 x10^9/L) < 1.5 x10^9/L (margin 0.3 x10^9/L)" in result.stdout
+    assert "dosing recommends; a person decides." in result.stdout
+
+
+COUNTS = "x10^9/L, 10^9/L, 10*9/L, G/L, 10^3/uL, K/uL, /mm3, /uL, cells/uL"
+
+
+@pytest.mark.parametrize(
+    ("lab", "message"),
+    [
+        ("anc=1.2", f"error: anc=1.2: a number needs its unit; accepted: {COUNTS}"),
+        (
+            "anc=1.2mg/dL",
+            "error: anc=1.2mg/dL: mg/dL measures mass concentration, but anc is measured as count "
+            f"per volume (x10^9/L); mg/dL cannot be converted to x10^9/L; accepted: {COUNTS}",
+        ),
+        (
+            "anc=abc",
+            "error: anc=abc: 'abc' does not start with a number; expected a number and a unit "
+            f"({COUNTS})",
+        ),
+        ("neutro=1.2x10^9/L", "error: unknown observation 'neutro'; known: anc, platelets"),
+        ("anc", "error: --lab 'anc': expected NAME=VALUE, e.g. --lab anc=1.2x10^9/L"),
+    ],
+)
+def test_bad_lab_is_one_line_on_stderr(lab: str, message: str) -> None:
+    """Bad input: exit 2, one line on stderr naming the value, no traceback, no dose."""
+    result = dosing("step", "imatinib-hes", *ADULT, "--lab", lab)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_protocol() -> None:
+    """An unknown protocol id lists the shipped ones."""
+    result = dosing("step", "imatinib-xyz", "--lab", "anc=1.2x10^9/L")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no protocol 'imatinib-xyz'; shipped: imatinib-hes")
+
+
+def test_broken_protocol_file_names_file_and_line() -> None:
+    """A user's broken protocol file fails with its line and path, before any decision."""
+    path = "tests/invalid_protocols/unit_mismatch.yaml"
+    result = dosing("step", path, "--lab", "anc=1.2x10^9/L")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"error: {path}:25: states.screening.transitions[1].when: 'anc < 1.5 mg/dL':"
+    )
+
+
+def test_users_own_protocol_file() -> None:
+    """A path to a protocol file works like a shipped id."""
+    result = dosing(
+        "step", "tests/invalid_protocols/valid_tiny.yaml", "--patient", "age=40",
+        "--lab", "anc=1.4 K/uL", "--date", "2026-01-05", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "dose_300"
+
+
+def test_mid_course_state_and_memory() -> None:
+    """--state and --memory place the patient mid-course: recovery after a first hold."""
+    record = step_json(
+        "--lab", "anc=1.6x10^9/L", "--state", "hold_heme",
+        "--memory", "heme_holds=1", "--memory", "held_from=dose_400",
+    )  # fmt: skip
+    assert (record["action"], doses(record)) == ("resume", ["400 mg qd"])
+
+
+def test_implausible_value_needs_the_flag() -> None:
+    """A typo-sized platelet count is refused unless accepted knowingly."""
+    refused = dosing("step", "imatinib-hes", *ADULT, "--lab", "platelets=5000x10^9/L")
+    assert refused.returncode == 2
+    assert "outside the plausible range 0-3000 x10^9/L" in refused.stderr
+    accepted = step_json(
+        "--lab", "anc=2x10^9/L", "--lab", "platelets=5000x10^9/L", "--accept-implausible"
+    )
+    assert accepted["action"] == "start"
+
+
+def test_stale_lab_is_not_dosed_on() -> None:
+    """A result drawn 21 days before the visit is not used: refer, and say what to measure."""
+    record = step_json("--lab", "anc=2x10^9/L@2025-12-15")
+    assert (record["action"], record["doses"]) == ("refer", [])
+    assert (
+        "ANC from 2025-12-15 is 21 days old (at most 7 days): not used; measure ANC again"
+        in record["warnings"]
+    )
+
+
+def test_usage_error_exits_2() -> None:
+    """An unknown option is a usage error (exit 2), not a crash."""
+    result = dosing("step", "imatinib-hes", "--bogus")
+    assert result.returncode == 2
+    assert "No such option: --bogus" in result.stderr
+
+
+def test_protocols_lists_what_ships() -> None:
+    """`dosing protocols` lists the shipped protocols with titles."""
+    result = dosing("protocols")
+    assert result.returncode == 0
+    assert "imatinib-hes" in result.stdout
+    assert "NCT00044304" in result.stdout
+
+
+def test_show_renders_states_and_rules() -> None:
+    """`dosing show` lists states with doses and transitions with their sources."""
+    result = dosing("show", "imatinib-hes")
+    assert result.returncode == 0
+    for text in (
+        "dose_400",
+        "imatinib 400 mg qd",
+        "hematologic-hold",
+        "label-imatinib",
+        "lab_max_age",
+    ):
+        assert text in result.stdout
+
+
+@pytest.mark.parametrize("command", ["protocols", "show", "step"])
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    """Each command's help ends with a runnable example."""
+    result = dosing(command, "--help")
+    assert result.returncode == 0
+    assert "Example:" in result.stdout
+
+
+def test_internal_error_shows_no_values(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unexpected error prints its type only: never a traceback or the values involved."""
+    import dosing.engine
+    from dosing import cli
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise ValueError("patient P01 anc=0.31")
+
+    monkeypatch.setattr(dosing.engine, "step", explode)
+    monkeypatch.setattr(
+        sys, "argv", ["dosing", "step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=0.31x10^9/L"]
+    )
+    monkeypatch.delenv("DOSING_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 70
+    captured = capsys.readouterr()
+    assert "internal error (ValueError); no dose was given" in captured.err
+    assert "0.31" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_compiled_protocol_cache_is_private(tmp_path: Path) -> None:
+    """The compile cache is written owner-only and reused; a world-writable entry is ignored."""
+    env = {**os.environ, "DOSING_CACHE_DIR": str(tmp_path)}
+    args = [
+        sys.executable,
+        "-m",
+        "dosing",
+        "step",
+        "imatinib-hes",
+        *ADULT,
+        *NORMAL,
+        "--lab",
+        "anc=2x10^9/L",
+        "--json",
+    ]
+    first = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    (entry,) = tmp_path.glob("*.pickle")
+    assert entry.stat().st_mode & 0o077 == 0
+    entry.chmod(0o666)
+    second = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    assert json.loads(first.stdout) == json.loads(second.stdout)
