@@ -1,0 +1,82 @@
+"""Benchmark: how long `dosing step` takes, against `python -c "import pint, typer, rich"`.
+
+Both are timed in the same run, interleaved, on the same interpreter; the report gives medians
+and their ratio (target: <= 1.3). The compile cache is warmed first, as it is for anyone who
+has run dosing once; a cold run (no cache) is reported too.
+
+    python benchmarks/step_startup.py [--runs 21] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STEP = [
+    "step", "imatinib-hes", "--date", "2026-01-05", "--patient", "age=45", "--patient", "sex=F",
+    "--lab", "anc=1200/mm3", "--lab", "platelets=180x10^9/L", "--lab", "alt=30U/L",
+    "--lab", "ast=28U/L", "--lab", "bilirubin=0.7mg/dL", "--lab", "bleeding=no",
+]  # fmt: skip
+TARGET = 1.3
+
+
+def _dosing() -> list[str]:
+    script = Path(sys.executable).with_name("dosing")
+    found = str(script) if script.exists() else shutil.which("dosing")
+    return [found] if found else [sys.executable, "-m", "dosing"]
+
+
+def _time(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if a ratio exceeds {TARGET}")
+    options = parser.parse_args()
+    cache = tempfile.mkdtemp(prefix="dosing-bench-cache-")
+    env = {**os.environ, "DOSING_CACHE_DIR": cache, "NO_COLOR": "1"}
+    cold_env = {**env, "DOSING_NO_CACHE": "1"}
+    commands = {
+        "baseline: python -c 'import pint, typer, rich'": (
+            [sys.executable, "-c", "import pint, typer, rich"],
+            env,
+        ),
+        "dosing step (panel)": ([*_dosing(), *STEP], env),
+        "dosing step --json": ([*_dosing(), *STEP, "--json"], env),
+        "dosing step, no compile cache": ([*_dosing(), *STEP], cold_env),
+    }
+    for command, command_env in commands.values():  # warm the OS caches and the compile cache
+        _time(command, command_env)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(options.runs):
+        for name, (command, command_env) in commands.items():
+            times[name].append(_time(command, command_env))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    baseline = medians[next(iter(medians))]
+    print(f"{options.runs} interleaved runs each; medians on {os.cpu_count()} cores")
+    worst = 0.0
+    for name, median in medians.items():
+        ratio = median / baseline
+        if name.startswith("dosing step") and "no compile cache" not in name:
+            worst = max(worst, ratio)
+        print(f"  {name:<48} {median * 1000:7.1f} ms   ratio {ratio:4.2f}")
+    print(f"target: dosing step <= {TARGET} x baseline; worst ratio {worst:.2f}")
+    shutil.rmtree(cache, ignore_errors=True)
+    return 1 if options.check and worst > TARGET else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
