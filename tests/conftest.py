@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ PROTOCOL_FILES = sorted((ROOT / "protocols").glob("*.yaml"))
 
 # Before anything imports the CLI: a throwaway compile cache and plain, wide output.
 os.environ["DOSING_CACHE_DIR"] = tempfile.mkdtemp(prefix="dosing-test-cache-")
+atexit.register(shutil.rmtree, os.environ["DOSING_CACHE_DIR"], ignore_errors=True)
 os.environ["NO_COLOR"] = "1"
 os.environ["COLUMNS"] = "200"
 os.environ.pop("FORCE_COLOR", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fractions import Fraction
 
+from dosing.errors import UnitError
 from dosing.guards import Comparison, CountType, Finding, NameType, QuantityType
 from dosing.units import format_number, split_value
 
@@ -68,6 +69,6 @@ def describe(
 def _same_spelling(typed: str, shown: str, unit: str) -> bool:
     try:
         number, spelled = split_value(typed)
-    except Exception:
+    except UnitError:
         return False
     return f"{format_number(number)} {spelled}".strip() == shown or spelled in ("", unit)

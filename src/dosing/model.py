@@ -209,9 +209,3 @@ class Protocol:
     max_daily_dose: Fraction | None
     readings: Mapping[str, Reading] = attrs.Factory(dict)
     scenarios: tuple[Scenario, ...] = ()
-
-    def needed_names(self, state: str) -> frozenset[str]:
-        """The names the rules leaving `state` may read."""
-        from dosing.guards import names_in
-
-        return frozenset().union(*(names_in(t.when) for t in self.states[state].transitions))
