@@ -96,7 +96,8 @@ def test_unknown_protocol() -> None:
     """An unknown protocol id lists the shipped ones."""
     result = dosing("step", "imatinib-xyz", "--lab", "anc=1.2x10^9/L")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: no protocol 'imatinib-xyz'; shipped: imatinib-hes")
+    assert result.stderr.startswith("error: no protocol 'imatinib-xyz'; shipped: ")
+    assert "imatinib-hes" in result.stderr
 
 
 def test_broken_protocol_file_names_file_and_line() -> None:

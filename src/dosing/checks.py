@@ -84,6 +84,15 @@ def _check_dose_limit(protocol: Protocol, error_at: ErrorAt) -> None:
     limit = protocol.max_daily_dose
     if limit is None:
         return
+    for name, ladder in protocol.ladders.items():
+        daily = ladder.levels[-1] * DOSES_PER_DAY[ladder.frequency]
+        if ladder.drug == protocol.drug and daily > limit:
+            raise error_at(
+                f"ladders.{name}.levels",
+                f"the top level, {format_number(ladder.levels[-1])} mg {ladder.frequency}, is "
+                f"{format_number(daily)} mg/day, above the protocol's maximum of "
+                f"{format_number(limit)} mg/day",
+            )
     for name, state in protocol.states.items():
         for index, dose in enumerate(state.doses):
             if dose.amount is None:

@@ -11,14 +11,13 @@ import datetime as dt
 import json
 import os
 import sys
-from fractions import Fraction
 from typing import Annotated
 
 import typer
 
 from dosing import catalog
 from dosing.errors import DosingError, ObservationError
-from dosing.observations import Observation, read_observation
+from dosing.observations import Observation, read_memory, read_observation
 from dosing.patient import PatientRecord
 
 app = typer.Typer(
@@ -138,6 +137,12 @@ def step(
         str | None,
         typer.Option(help="Date the patient entered --state, YYYY-MM-DD.", rich_help_panel=_COURSE),
     ] = None,
+    dose_since: Annotated[
+        str | None,
+        typer.Option(
+            help="Date the current dose was started, YYYY-MM-DD.", rich_help_panel=_COURSE
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the decision record as JSON.")
     ] = False,
@@ -159,30 +164,14 @@ def step(
             value, _, when = value.rpartition("@")
             drawn = _date(when, f"drawn date of {name}")
         observations.append(read_observation(loaded, name, value, drawn, accept_implausible))
-    remembered: dict[str, Fraction | str] = {}
-    for name, value in _pairs(memory, "--memory"):
-        slot = loaded.memory.get(name)
-        if slot is None:
-            raise ObservationError(
-                f"--memory {name}: {loaded.id} remembers {', '.join(loaded.memory) or 'nothing'}"
-            )
-        if slot.kind == "count":
-            try:
-                remembered[name] = Fraction(int(value))
-            except ValueError:
-                raise ObservationError(
-                    f"--memory {name}={value}: expected a whole number"
-                ) from None
-        elif value in loaded.states or value == "none":
-            remembered[name] = value
-        else:
-            raise ObservationError(
-                f"--memory {name}={value}: expected a state ({', '.join(loaded.states)}) or none"
-            )
+    remembered = {
+        name: read_memory(loaded, name, value) for name, value in _pairs(memory, "--memory")
+    }
     record = PatientRecord(
         state=state,
         state_since=_date(state_since, "--state-since") if state_since else None,
         therapy_started_on=_date(therapy_start, "--therapy-start") if therapy_start else None,
+        dose_since=_date(dose_since, "--dose-since") if dose_since else None,
         memory=remembered,
     )
     decision, _ = decide(loaded, record, visit, observations, patient_id)

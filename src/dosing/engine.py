@@ -126,6 +126,10 @@ def _gather(
         absent["days_on_therapy"] = "therapy has not started"
     since = record.state_since
     values["days_in_state"] = Fraction((visit - since).days) if since else Fraction(0)
+    dosed = record.dose_since
+    values["days_at_dose"] = Fraction((visit - dosed).days) if dosed else None
+    if dosed is None:
+        absent["days_at_dose"] = "the date the current dose was started is not known"
     values.update(memory)
     entered = {name: observation.entered for name, observation in merged.items()}
     return _Facts(values, absent, entered, frozenset(defaults))
@@ -254,31 +258,57 @@ class _Decider:
         self, state: State, transition: Transition, outcome: Outcome
     ) -> tuple[Decision, PatientRecord]:
         target = self.protocol.states[transition.target]
-        memory = dict(self.memory)
-        for effect in transition.effects:
-            if effect.kind == "state":
-                memory[effect.name] = state.name
-            elif effect.kind == "add":
-                current = memory[effect.name]
-                assert isinstance(current, Fraction)
-                assert isinstance(effect.value, Fraction)
-                memory[effect.name] = current + effect.value
-            elif effect.value is not None:
-                memory[effect.name] = effect.value
+        reasons = [transition.message, *self.explain(outcome.findings)]
+        rules = (RuleRef(transition.rule, transition.source),)
+        memory = self.remember(state, transition)
+        if memory is None:
+            decision = self.decision(state.name, "refer", (), None, rules, reasons)
+            return decision, self.unchanged()
         started = self.record.therapy_started_on
         if transition.action == "start" and started is None:
             started = self.visit
         moved = target.name != state.name
+        changed = transition.action in ("start", "increase", "decrease", "resume")
         record = PatientRecord(
             state=target.name,
             state_since=self.visit if moved else (self.record.state_since or self.visit),
             therapy_started_on=started,
+            dose_since=self.visit if changed else self.record.dose_since,
             memory=memory,
             observations=self.merged,
         )
-        reasons = [transition.message, *self.explain(outcome.findings)]
-        rules = (RuleRef(transition.rule, transition.source),)
         return self.conclude(target, transition.action, rules, reasons, record)
+
+    def remember(self, state: State, transition: Transition) -> dict[str, Fraction | str] | None:
+        """Memory after the transition's effects, each computed from the memory before it;
+        None (with a warning) when a dose would step off its ladder."""
+        before = self.memory
+        after = dict(before)
+        for effect in transition.effects:
+            current = before[effect.name]
+            if effect.kind == "state":
+                after[effect.name] = state.name
+            elif effect.kind == "copy":
+                assert isinstance(effect.value, str)
+                after[effect.name] = before[effect.value]
+            elif effect.kind in ("up", "down"):
+                step = 1 if effect.kind == "up" else -1
+                index = effect.levels.index(current) + step if current in effect.levels else -1
+                if not 0 <= index < len(effect.levels):
+                    levels = ", ".join(format_number(v) for v in effect.levels)
+                    self.warnings.append(
+                        f"{effect.name} cannot go {effect.kind} from {current} mg on its ladder "
+                        f"({levels} mg); the clinician decides"
+                    )
+                    return None
+                after[effect.name] = effect.levels[index]
+            elif effect.kind == "add":
+                assert isinstance(current, Fraction)
+                assert isinstance(effect.value, Fraction)
+                after[effect.name] = current + effect.value
+            elif effect.value is not None:
+                after[effect.name] = effect.value
+        return after
 
     def stay(self, state: State, considered: list[Outcome]) -> tuple[Decision, PatientRecord]:
         findings = [f for outcome in considered for f in outcome.findings]
@@ -309,7 +339,7 @@ class _Decider:
     ) -> tuple[Decision, PatientRecord]:
         doses: tuple[DoseLine, ...] = ()
         if action not in _NO_DOSE:
-            lines = [self.dose(spec, reasons) for spec in target.doses]
+            lines = [self.dose(spec, reasons, record.memory) for spec in target.doses]
             doses = tuple(line for line in lines if line is not None)
             if len(doses) < len(lines) or not self.within_limit(doses):
                 # No dose can be given as the rule says: the patient stays where they were.
@@ -324,9 +354,15 @@ class _Decider:
         )
         return self.decision(target.name, action, doses, next_check, rules, reasons), record
 
-    def dose(self, spec: DoseSpec, reasons: list[str]) -> DoseLine | None:
+    def dose(
+        self, spec: DoseSpec, reasons: list[str], memory: Mapping[str, Fraction | str]
+    ) -> DoseLine | None:
         if spec.amount is not None:
             return DoseLine(spec.drug, spec.amount, spec.unit, spec.frequency)
+        if spec.level_from is not None:
+            level = memory[spec.level_from]
+            assert isinstance(level, Fraction)
+            return DoseLine(spec.drug, level, spec.unit, spec.frequency)
         assert spec.per_m2 is not None
         bsa = self.facts.values.get("bsa")
         if not isinstance(bsa, Fraction):
@@ -375,6 +411,8 @@ class _Decider:
         started = record.therapy_started_on
         values["days_on_therapy"] = Fraction((self.visit - started).days) if started else None
         values["days_in_state"] = Fraction((self.visit - (record.state_since or self.visit)).days)
+        dosed = record.dose_since
+        values["days_at_dose"] = Fraction((self.visit - dosed).days) if dosed else None
         values.update(record.memory)
         for monitoring in target.monitoring:
             # An unknown condition counts as met: the more frequent check wins.

@@ -71,13 +71,27 @@ class Reading:
 
 
 @attrs.frozen
+class Ladder:
+    """Dose levels a protocol steps up and down, lowest first (mg per administration)."""
+
+    name: str
+    drug: str
+    frequency: Frequency
+    levels: tuple[Fraction, ...]
+    source: str
+
+
+@attrs.frozen
 class DoseSpec:
-    """A dose: a fixed amount, or an amount per m² of BSA rounded to what the strengths allow."""
+    """A dose: a fixed amount, a remembered ladder level, or an amount per m² of BSA rounded
+    to what the strengths allow."""
 
     drug: str
     frequency: Frequency
     amount: Fraction | None = attrs.field(default=None, validator=_positive)
     """mg per administration."""
+    level_from: str | None = None
+    """A dose memory slot whose current ladder level is the amount."""
     per_m2: Fraction | None = attrs.field(default=None, validator=_positive)
     """mg per m² per administration."""
     round_to: Fraction | None = attrs.field(default=None, validator=_positive)
@@ -97,12 +111,16 @@ class Monitoring:
 
 @attrs.frozen
 class Effect:
-    """A memory update on a transition: set `name` to a value, the current state, or add."""
+    """A memory update on a transition, computed from the memory before the transition:
+    set a value, add to a count, remember the state left, move a dose one ladder level up
+    or down, or copy another slot (the last dose that held remission)."""
 
     name: str
-    kind: Literal["set", "add", "state"]
+    kind: Literal["set", "add", "state", "up", "down", "copy"]
     value: Fraction | str | None
-    """What to set or add; None for kind 'state' (the state being left)."""
+    """What to set or add, or the slot to copy; None for 'state', 'up' and 'down'."""
+    levels: tuple[Fraction, ...] = ()
+    """The ladder an 'up' or 'down' moves on."""
 
 
 @attrs.frozen
@@ -144,10 +162,11 @@ class MemorySlot:
     """Something the protocol remembers across visits (holds so far, the state held from)."""
 
     name: str
-    kind: Literal["count", "state"]
+    kind: Literal["count", "state", "dose"]
     initial: Fraction | str
-    """A count, or a state name ('none' when there is none yet)."""
+    """A count, a state name ('none' when there is none yet), or a ladder level in mg."""
     note: str
+    ladder: str | None = None
 
 
 @attrs.frozen
@@ -185,6 +204,7 @@ class Scenario:
     start_state: str | None = None
     start_memory: Mapping[str, Fraction | str] = attrs.Factory(dict)
     start_days_on_therapy: int | None = None
+    start_days_at_dose: int | None = None
     line: int = 0
 
 
@@ -203,6 +223,7 @@ class Protocol:
     facts: tuple[str, ...]
     assessments: tuple[str, ...]
     memory: Mapping[str, MemorySlot]
+    ladders: Mapping[str, Ladder]
     states: Mapping[str, State]
     initial: str
     scope: Mapping[str, NameType]

@@ -23,6 +23,36 @@ class Observation:
     drawn_on: dt.date
 
 
+def read_memory(protocol: Protocol, name: str, text: str) -> Fraction | str:
+    """A remembered value typed by a person: a count, a state, or a ladder level in mg."""
+    slot = protocol.memory.get(name)
+    if slot is None:
+        known = ", ".join(protocol.memory) or "nothing"
+        raise ObservationError(f"memory {name}: {protocol.id} remembers {known}")
+    text = text.strip()
+    if slot.kind == "count":
+        if not text.isdigit():
+            raise ObservationError(f"memory {name}={text}: expected a whole number")
+        return Fraction(int(text))
+    if slot.kind == "state":
+        if text != "none" and text not in protocol.states:
+            states = ", ".join(protocol.states)
+            raise ObservationError(f"memory {name}={text}: expected a state ({states}) or none")
+        return text
+    levels = protocol.ladders[slot.ladder or ""].levels
+    listed = ", ".join(f"{format_number(level)} mg" for level in levels)
+    try:
+        number, unit = split_value(text)
+        amount = conversion(unit or "?", "mg", name).apply(number)
+    except UnitError:
+        raise ObservationError(
+            f"memory {name}={text}: expected a dose in mg, one of {listed}"
+        ) from None
+    if amount not in levels:
+        raise ObservationError(f"memory {name}={text}: not a level of its ladder ({listed})")
+    return amount
+
+
 def reading_for(protocol: Protocol | None, entry: Observable) -> Reading:
     """How `entry` is read: the protocol's compiled reading, or one built from the vocabulary."""
     if protocol is not None and entry.name in protocol.readings:

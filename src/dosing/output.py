@@ -68,6 +68,8 @@ def decision_panel(decision: Decision) -> Panel:
 def dose_text(spec: DoseSpec) -> str:
     if spec.amount is not None:
         return f"{spec.drug} {format_number(spec.amount)} mg {spec.frequency}"
+    if spec.level_from is not None:
+        return f"{spec.drug} {spec.level_from} mg {spec.frequency}"
     assert spec.per_m2 is not None
     rounding = f", {spec.rounding} {format_number(spec.round_to)} mg" if spec.round_to else ""
     return f"{spec.drug} {format_number(spec.per_m2)} mg/m² {spec.frequency}{rounding}"

@@ -19,6 +19,8 @@ class PatientRecord:
     """None before the first visit: the protocol's initial state."""
     state_since: dt.date | None = None
     therapy_started_on: dt.date | None = None
+    dose_since: dt.date | None = None
+    """When the current dose was started, increased, decreased or resumed."""
     memory: Mapping[str, Fraction | str] = attrs.Factory(dict)
     observations: Mapping[str, Observation] = attrs.Factory(dict)
     """The latest value of each observation, with the date it was drawn."""

@@ -27,6 +27,7 @@ from dosing.model import (
     Effect,
     Frequency,
     LabInput,
+    Ladder,
     MemorySlot,
     Monitoring,
     Parameter,
@@ -39,7 +40,7 @@ from dosing.model import (
     State,
     Transition,
 )
-from dosing.units import KNOWN_SPELLINGS, conversion, split_value
+from dosing.units import KNOWN_SPELLINGS, conversion, format_number, split_value
 from dosing.vocabulary import VOCABULARY, Categorical, Quantitative, observable
 
 # ---------------------------------------------------------------------------- the file's shape
@@ -75,16 +76,27 @@ class InputsEntry:
 
 @attrs.frozen
 class MemoryEntry:
-    kind: Literal["count", "state"]
+    kind: Literal["count", "state", "dose"]
     initial: str
     note: str
+    ladder: str | None = None
+
+
+@attrs.frozen
+class LadderEntry:
+    drug: str
+    frequency: Frequency
+    levels: list[str]
+    source: str
 
 
 @attrs.frozen
 class DoseEntry:
-    drug: str
-    frequency: Frequency
+    drug: str | None = None
+    frequency: Frequency | None = None
     amount: str | None = None
+    ladder: str | None = None
+    at: str | None = None
     per_m2: str | None = None
     round_to: str | None = None
     rounding: str = "nearest"
@@ -145,6 +157,7 @@ class StartEntry:
     state: str
     memory: dict[str, str] = attrs.Factory(dict)
     days_on_therapy: int | None = None
+    days_at_dose: int | None = None
 
 
 @attrs.frozen
@@ -178,6 +191,7 @@ class ProtocolEntry:
     states: dict[str, StateEntry]
     limits: LimitsEntry = attrs.Factory(LimitsEntry)
     parameters: dict[str, ParameterEntry] = attrs.Factory(dict)
+    ladders: dict[str, LadderEntry] = attrs.Factory(dict)
     memory: dict[str, MemoryEntry] = attrs.Factory(dict)
     scenario_defaults: ScenarioDefaults = attrs.Factory(ScenarioDefaults)
     scenarios: list[ScenarioEntry] = attrs.Factory(list)
@@ -333,6 +347,7 @@ class _Builder:
         self.parameters = {
             key: Parameter(key, str(p.value), p.note) for key, p in entry.parameters.items()
         }
+        self.ladders: dict[str, Ladder] = {}
 
     def fail(self, path: str, message: str) -> ProtocolError:
         return self.where.error(path, message)
@@ -362,6 +377,7 @@ class _Builder:
             self.known(name, "assessment", f"inputs.assessments[{i}]")
             for i, name in enumerate(entry.inputs.assessments)
         )
+        self.ladders = self.build_ladders(sources)
         memory = self.memory()
         scope = self.scope(labs, facts, assessments, memory)
         states = {
@@ -383,6 +399,7 @@ class _Builder:
             facts=facts,
             assessments=assessments,
             memory=memory,
+            ladders=self.ladders,
             states=states,
             initial=initial[0] if len(initial) == 1 else "",
             scope=scope,
@@ -438,11 +455,42 @@ class _Builder:
         except UnitError as error:
             raise self.fail(path, f"'{resolved}': {error}") from None
 
+    def build_ladders(self, sources: Mapping[str, Source]) -> dict[str, Ladder]:
+        ladders = {}
+        for name, entry in self.entry.ladders.items():
+            path = f"ladders.{name}"
+            levels = tuple(
+                self.quantity(level, "mg", f"{path}.levels[{i}]")
+                for i, level in enumerate(entry.levels)
+            )
+            if not levels or list(levels) != sorted(set(levels)) or levels[0] <= 0:
+                raise self.fail(
+                    f"{path}.levels", "levels are positive doses, lowest first, each once"
+                )
+            source = self.cite(entry.source, sources, f"{path}.source")
+            ladders[name] = Ladder(name, entry.drug, entry.frequency, levels, source)
+        return ladders
+
+    def level(self, text: str, ladder: Ladder, path: str) -> Fraction:
+        amount = self.quantity(text, "mg", path)
+        if amount not in ladder.levels:
+            levels = ", ".join(f"{format_number(level)} mg" for level in ladder.levels)
+            raise self.fail(path, f"'{text}' is not a level of ladder {ladder.name} ({levels})")
+        return amount
+
     def memory(self) -> dict[str, MemorySlot]:
         slots = {}
         for name, slot in self.entry.memory.items():
-            initial: Fraction | str | None
-            if slot.kind == "count":
+            initial: Fraction | str
+            if slot.kind == "dose":
+                ladder = self.ladders.get(slot.ladder or "")
+                if ladder is None:
+                    known = ", ".join(self.ladders) or "none declared"
+                    raise self.fail(
+                        f"memory.{name}.ladder", f"a dose memory names its ladder ({known})"
+                    )
+                initial = self.level(slot.initial, ladder, f"memory.{name}.initial")
+            elif slot.kind == "count":
                 try:
                     initial = Fraction(slot.initial)
                 except ValueError:
@@ -453,7 +501,7 @@ class _Builder:
                 initial = slot.initial
                 if initial != "none" and initial not in self.entry.states:
                     raise self.fail(f"memory.{name}.initial", f"'{initial}' is not a state")
-            slots[name] = MemorySlot(name, slot.kind, initial, slot.note)
+            slots[name] = MemorySlot(name, slot.kind, initial, slot.note, slot.ladder)
         return slots
 
     def scope(
@@ -482,8 +530,11 @@ class _Builder:
             scope["crcl"] = guards.QuantityType("mL/min", "CrCl")
         scope["days_on_therapy"] = guards.QuantityType("days", "days on therapy")
         scope["days_in_state"] = guards.QuantityType("days", "days in this state")
+        scope["days_at_dose"] = guards.QuantityType("days", "days at this dose")
         for slot in memory.values():
-            if slot.kind == "count":
+            if slot.kind == "dose":
+                scope[slot.name] = guards.QuantityType("mg", slot.name.replace("_", " "))
+            elif slot.kind == "count":
                 scope[slot.name] = guards.CountType(slot.name.replace("_", " "))
             else:
                 values = (*self.entry.states, "none")
@@ -540,8 +591,12 @@ class _Builder:
         )
 
     def dose(self, entry: DoseEntry, path: str) -> DoseSpec:
+        if entry.ladder is not None:
+            return self.ladder_dose(entry, path)
         if (entry.amount is None) == (entry.per_m2 is None):
-            raise self.fail(path, "a dose has either an amount or a per_m2 amount")
+            raise self.fail(path, "a dose has one of: amount, per_m2, or ladder with at")
+        if entry.drug is None or entry.frequency is None:
+            raise self.fail(path, "a dose names its drug and frequency")
         rounding = self.resolve(entry.rounding)
         if rounding not in ("nearest", "down"):
             raise self.fail(f"{path}.rounding", f"'{rounding}' is not one of nearest, down")
@@ -563,6 +618,21 @@ class _Builder:
             )
         except ValueError as error:
             raise self.fail(path, str(error)) from None
+
+    def ladder_dose(self, entry: DoseEntry, path: str) -> DoseSpec:
+        ladder = self.ladders.get(entry.ladder or "")
+        if ladder is None:
+            raise self.fail(
+                f"{path}.ladder", f"no ladder '{entry.ladder}' ({', '.join(self.ladders)})"
+            )
+        slot = self.entry.memory.get(entry.at or "")
+        if slot is None or slot.kind != "dose" or slot.ladder != ladder.name:
+            raise self.fail(f"{path}.at", f"'at' names a dose memory on ladder {ladder.name}")
+        if entry.amount or entry.per_m2 or entry.drug or entry.frequency:
+            raise self.fail(
+                path, "a ladder dose takes its drug, frequency and amount from the ladder"
+            )
+        return DoseSpec(drug=ladder.drug, frequency=ladder.frequency, level_from=entry.at)
 
     def transition(
         self,
@@ -605,9 +675,20 @@ class _Builder:
             return Effect(name, "state", None)
         if slot.kind == "state" and (text in self.entry.states or text == "none"):
             return Effect(name, "set", text)
-        expected = (
-            f"{name} + N, or a number" if slot.kind == "count" else "state, none or a state name"
-        )
+        if slot.kind == "dose":
+            ladder = self.ladders[slot.ladder or ""]
+            if text in ("up", "down"):
+                return Effect(name, "up" if text == "up" else "down", None, ladder.levels)
+            other = self.entry.memory.get(text)
+            if other is not None and other.kind == "dose" and other.ladder == slot.ladder:
+                return Effect(name, "copy", text)
+            if re.match(r"^\d", text):
+                return Effect(name, "set", self.level(text, ladder, path))
+        expected = {
+            "count": f"{name} + N, or a number",
+            "state": "state, none or a state name",
+            "dose": "up, down, a level in mg, or another dose memory on the same ladder",
+        }[slot.kind]
         raise self.fail(path, f"'{text}' is not an update dosing understands; expected {expected}")
 
     def scenarios(self, protocol: Protocol) -> tuple[Scenario, ...]:
@@ -655,6 +736,7 @@ class _Builder:
                     start_state=start_state,
                     start_memory=self.start_memory(entry.start, protocol, f"{path}.start.memory"),
                     start_days_on_therapy=entry.start.days_on_therapy if entry.start else None,
+                    start_days_at_dose=entry.start.days_at_dose if entry.start else None,
                     line=self.where.line(path),
                 )
             )
@@ -668,5 +750,8 @@ class _Builder:
             slot = protocol.memory.get(name)
             if slot is None:
                 raise self.fail(f"{path}.{name}", f"'{name}' is not declared under memory")
-            memory[name] = Fraction(value) if slot.kind == "count" else value
+            if slot.kind == "dose":
+                memory[name] = self.level(value, self.ladders[slot.ladder or ""], f"{path}.{name}")
+            else:
+                memory[name] = Fraction(value) if slot.kind == "count" else value
         return memory

@@ -38,10 +38,14 @@ def run_scenario(
     started = None
     if scenario.start_days_on_therapy is not None:
         started = SCENARIO_START - dt.timedelta(days=scenario.start_days_on_therapy)
+    dosed = started
+    if scenario.start_days_at_dose is not None:
+        dosed = SCENARIO_START - dt.timedelta(days=scenario.start_days_at_dose)
     record = PatientRecord(
         state=scenario.start_state,
         state_since=started,
         therapy_started_on=started,
+        dose_since=dosed,
         memory=memory,
     )
     results = []
