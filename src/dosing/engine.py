@@ -20,7 +20,7 @@ from dosing.derived import bsa_mosteller, crcl_cockcroft_gault
 from dosing.errors import EngineError
 from dosing.explain import describe
 from dosing.guards import Finding, Outcome, Value, evaluate
-from dosing.model import Action, DoseSpec, Protocol, State, Transition
+from dosing.model import Action, DoseSpec, Effect, Protocol, State, Transition
 from dosing.observations import Observation
 from dosing.patient import PatientRecord
 from dosing.units import conversion, format_number
@@ -104,6 +104,13 @@ def _gather(
             absent[name] = f"{lab.label} was not given: measure {lab.label}"
             continue
         age = (visit - observation.drawn_on).days
+        dosed = record.dose_since
+        if lab.after_dose_change and dosed is not None and observation.drawn_on <= dosed:
+            absent[name] = (
+                f"{lab.label} from {observation.drawn_on} was drawn before the current dose "
+                f"started ({dosed}): not used; draw a new {lab.label}"
+            )
+            continue
         if age > lab.max_age_days:
             absent[name] = (
                 f"{lab.label} from {observation.drawn_on} is {age} days old (at most "
@@ -113,9 +120,13 @@ def _gather(
         values[name] = observation.value
     for name in (*protocol.facts, *protocol.assessments):
         observation = merged.get(name)
-        if observation is None:
+        recorded_now = observation is not None and observation.drawn_on == visit
+        if name in protocol.if_not_recorded and not recorded_now:
+            values[name] = protocol.if_not_recorded[name]
+            defaults.add(name)
+        elif observation is None:
             absent[name] = f"{name} was not given"
-        elif name in protocol.assessments and observation.drawn_on != visit:
+        elif name in protocol.assessments and not recorded_now:
             absent[name] = f"{name} was assessed on {observation.drawn_on}, not at this visit"
         else:
             values[name] = observation.value
@@ -260,7 +271,7 @@ class _Decider:
         target = self.protocol.states[transition.target]
         reasons = [transition.message, *self.explain(outcome.findings)]
         rules = (RuleRef(transition.rule, transition.source),)
-        memory = self.remember(state, transition)
+        memory = self.remember(state, transition, reasons)
         if memory is None:
             decision = self.decision(state.name, "refer", (), None, rules, reasons)
             return decision, self.unchanged()
@@ -279,14 +290,22 @@ class _Decider:
         )
         return self.conclude(target, transition.action, rules, reasons, record)
 
-    def remember(self, state: State, transition: Transition) -> dict[str, Fraction | str] | None:
+    def remember(
+        self, state: State, transition: Transition, reasons: list[str]
+    ) -> dict[str, Fraction | str] | None:
         """Memory after the transition's effects, each computed from the memory before it;
-        None (with a warning) when a dose would step off its ladder."""
+        None (with a warning) when a dose cannot move as the rule says."""
         before = self.memory
         after = dict(before)
         for effect in transition.effects:
             current = before[effect.name]
-            if effect.kind == "state":
+            if effect.kind == "scale":
+                assert isinstance(current, Fraction)
+                scaled = self.scale(effect, current, reasons)
+                if scaled is None:
+                    return None
+                after[effect.name] = scaled
+            elif effect.kind == "state":
                 after[effect.name] = state.name
             elif effect.kind == "copy":
                 assert isinstance(effect.value, str)
@@ -328,6 +347,51 @@ class _Decider:
         )
         rules = (RuleRef(f"{state.name}:{state.stay}", state.source),)
         return self.conclude(state, state.stay, rules, reasons, record)
+
+    def scale(self, effect: Effect, current: Fraction, reasons: list[str]) -> Fraction | None:
+        """dose x target / measured, capped per step, rounded to the dose's step."""
+        slot = self.protocol.memory[effect.name]
+        assert slot.step is not None
+        assert slot.max_change is not None
+        assert effect.target is not None
+        assert isinstance(effect.value, str)
+        measured = self.facts.values.get(effect.value)
+        if not isinstance(measured, Fraction) or measured <= 0:
+            self.warnings.append(f"{effect.value} is needed to adjust {effect.name}")
+            return None
+        raw = current * effect.target / measured
+        low, high = current * (1 - slot.max_change), current * (1 + slot.max_change)
+        capped = min(max(raw, low), high)
+        steps = capped / slot.step
+        whole = math.floor(steps)
+        toward_current = capped > current  # a tie rounds toward the current dose
+        if steps - whole > Fraction(1, 2) or (
+            steps - whole == Fraction(1, 2) and not toward_current
+        ):
+            whole += 1
+        amount = whole * slot.step
+        if amount > high:
+            amount -= slot.step
+        elif amount < low:
+            amount += slot.step
+        unit = self.protocol.labs[effect.value].unit
+        cap = ""
+        if capped != raw:
+            share = format_number(slot.max_change * 100)
+            cap = f"; capped at a {share}% change = {format_number(capped, 3)} mg"
+        reasons.append(
+            f"{effect.name.replace('_', ' ')} {format_number(current)} mg x target "
+            f"{format_number(effect.target)} {unit} / measured {format_number(measured, 3)} {unit} "
+            f"= {format_number(raw, 3)} mg{cap}; rounded to a multiple of "
+            f"{format_number(slot.step)} mg: {format_number(amount)} mg"
+        )
+        if amount <= 0 or amount == current:
+            self.warnings.append(
+                f"no {format_number(slot.step)} mg step changes {effect.name.replace('_', ' ')} "
+                f"from {format_number(current)} mg within the cap; the clinician decides"
+            )
+            return None
+        return amount
 
     def conclude(
         self,

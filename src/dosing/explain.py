@@ -29,9 +29,10 @@ def describe(
     atom = finding.atom
     label = _label(atom.subject, scope)
     if not isinstance(atom, Comparison):
+        default = " (not recorded; protocol default)" if atom.subject in defaults_used else ""
         if finding.holds:
-            return f"{label}: {finding.value}"
-        return f"{label}: {finding.value}, not {' or '.join(sorted(atom.values))}"
+            return f"{label}: {finding.value}{default}"
+        return f"{label}: {finding.value}{default}, not {' or '.join(sorted(atom.values))}"
     kind = scope.get(atom.subject)
     unit = atom.unit if isinstance(kind, QuantityType) else ""
     value = finding.value

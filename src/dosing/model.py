@@ -53,6 +53,8 @@ class LabInput:
     molar_mass: str | None = None
     uln_default: Fraction | None = attrs.field(default=None, validator=_positive)
     """The protocol's upper limit of normal, in `unit`, when the patient's own is not given."""
+    after_dose_change: bool = False
+    """Only a result drawn after the current dose started is used (a trough)."""
 
 
 @attrs.frozen
@@ -116,11 +118,13 @@ class Effect:
     or down, or copy another slot (the last dose that held remission)."""
 
     name: str
-    kind: Literal["set", "add", "state", "up", "down", "copy"]
+    kind: Literal["set", "add", "state", "up", "down", "copy", "scale"]
     value: Fraction | str | None
-    """What to set or add, or the slot to copy; None for 'state', 'up' and 'down'."""
+    """What to set or add, the slot to copy, or the lab a 'scale' divides by."""
     levels: tuple[Fraction, ...] = ()
     """The ladder an 'up' or 'down' moves on."""
+    target: Fraction | None = None
+    """For 'scale': dose x target / measured (target in the measured lab's unit)."""
 
 
 @attrs.frozen
@@ -167,6 +171,10 @@ class MemorySlot:
     """A count, a state name ('none' when there is none yet), or a ladder level in mg."""
     note: str
     ladder: str | None = None
+    step: Fraction | None = None
+    """For a dose not on a ladder: what the strengths allow it to be a multiple of (mg)."""
+    max_change: Fraction | None = None
+    """For a dose not on a ladder: the largest change per adjustment, as a share of the dose."""
 
 
 @attrs.frozen
@@ -222,6 +230,8 @@ class Protocol:
     labs: Mapping[str, LabInput]
     facts: tuple[str, ...]
     assessments: tuple[str, ...]
+    if_not_recorded: Mapping[str, str]
+    """Assessments taken as a stated value when not recorded at a visit (with a note)."""
     memory: Mapping[str, MemorySlot]
     ladders: Mapping[str, Ladder]
     states: Mapping[str, State]

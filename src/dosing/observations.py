@@ -39,17 +39,21 @@ def read_memory(protocol: Protocol, name: str, text: str) -> Fraction | str:
             states = ", ".join(protocol.states)
             raise ObservationError(f"memory {name}={text}: expected a state ({states}) or none")
         return text
-    levels = protocol.ladders[slot.ladder or ""].levels
-    listed = ", ".join(f"{format_number(level)} mg" for level in levels)
+    if slot.ladder is not None:
+        levels = protocol.ladders[slot.ladder].levels
+        allowed = "one of " + ", ".join(f"{format_number(level)} mg" for level in levels)
+    else:
+        assert slot.step is not None
+        allowed = f"a multiple of {format_number(slot.step)} mg"
     try:
         number, unit = split_value(text)
         amount = conversion(unit or "?", "mg", name).apply(number)
     except UnitError:
-        raise ObservationError(
-            f"memory {name}={text}: expected a dose in mg, one of {listed}"
-        ) from None
-    if amount not in levels:
-        raise ObservationError(f"memory {name}={text}: not a level of its ladder ({listed})")
+        raise ObservationError(f"memory {name}={text}: expected a dose in mg, {allowed}") from None
+    on_ladder = slot.ladder is None or amount in protocol.ladders[slot.ladder].levels
+    on_step = slot.step is None or (amount > 0 and (amount / slot.step).denominator == 1)
+    if not (on_ladder and on_step):
+        raise ObservationError(f"memory {name}={text}: expected {allowed}")
     return amount
 
 

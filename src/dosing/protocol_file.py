@@ -41,7 +41,7 @@ from dosing.model import (
     Transition,
 )
 from dosing.units import KNOWN_SPELLINGS, conversion, format_number, split_value
-from dosing.vocabulary import VOCABULARY, Categorical, Quantitative, observable
+from dosing.vocabulary import VOCABULARY, Categorical, Quantitative, category_value, observable
 
 # ---------------------------------------------------------------------------- the file's shape
 
@@ -65,6 +65,13 @@ class LabEntry:
     max_age: str
     uln: str | None = None
     unit: str | None = None
+    after_dose_change: bool = False
+
+
+@attrs.frozen
+class NotRecordedEntry:
+    value: str
+    note: str
 
 
 @attrs.frozen
@@ -72,6 +79,7 @@ class InputsEntry:
     labs: dict[str, LabEntry]
     facts: list[str] = attrs.Factory(list)
     assessments: list[str] = attrs.Factory(list)
+    if_not_recorded: dict[str, NotRecordedEntry] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -80,6 +88,8 @@ class MemoryEntry:
     initial: str
     note: str
     ladder: str | None = None
+    step: str | None = None
+    max_change: str | None = None
 
 
 @attrs.frozen
@@ -377,6 +387,15 @@ class _Builder:
             self.known(name, "assessment", f"inputs.assessments[{i}]")
             for i, name in enumerate(entry.inputs.assessments)
         )
+        if_not_recorded = {}
+        for name, default in entry.inputs.if_not_recorded.items():
+            path = f"inputs.if_not_recorded.{name}"
+            if name not in assessments:
+                raise self.fail(path, f"{name} is not among this protocol's assessments")
+            try:
+                if_not_recorded[name] = category_value(VOCABULARY[name], default.value)
+            except DosingError as error:
+                raise self.fail(f"{path}.value", str(error)) from None
         self.ladders = self.build_ladders(sources)
         memory = self.memory()
         scope = self.scope(labs, facts, assessments, memory)
@@ -398,6 +417,7 @@ class _Builder:
             labs=labs,
             facts=facts,
             assessments=assessments,
+            if_not_recorded=if_not_recorded,
             memory=memory,
             ladders=self.ladders,
             states=states,
@@ -444,6 +464,7 @@ class _Builder:
                 max_age_days=int(age),
                 molar_mass=measure.molar_mass,
                 uln_default=uln,
+                after_dose_change=lab.after_dose_change,
             )
         return labs
 
@@ -471,6 +492,28 @@ class _Builder:
             ladders[name] = Ladder(name, entry.drug, entry.frequency, levels, source)
         return ladders
 
+    def fraction(self, text: str, path: str) -> Fraction:
+        """A plain share such as 0.5 (a literal or a site parameter), between 0 and 1."""
+        resolved = self.resolve(text)
+        try:
+            value = Fraction(resolved)
+        except ValueError:
+            raise self.fail(path, f"'{resolved}' is not a plain number such as 0.5") from None
+        if not 0 < value <= 1:
+            raise self.fail(path, f"'{resolved}' is a share of the dose, above 0 and at most 1")
+        return value
+
+    def dose_amount(self, protocol: Protocol, name: str, text: str, path: str) -> Fraction:
+        """A remembered dose: a level of its ladder, or a multiple of its step."""
+        slot = protocol.memory[name]
+        if slot.ladder is not None:
+            return self.level(text, protocol.ladders[slot.ladder], path)
+        amount = self.quantity(text, "mg", path)
+        assert slot.step is not None
+        if amount <= 0 or (amount / slot.step).denominator != 1:
+            raise self.fail(path, f"'{text}' is not a multiple of {format_number(slot.step)} mg")
+        return amount
+
     def level(self, text: str, ladder: Ladder, path: str) -> Fraction:
         amount = self.quantity(text, "mg", path)
         if amount not in ladder.levels:
@@ -482,7 +525,19 @@ class _Builder:
         slots = {}
         for name, slot in self.entry.memory.items():
             initial: Fraction | str
-            if slot.kind == "dose":
+            step = max_change = None
+            if slot.kind == "dose" and slot.ladder is None:
+                path = f"memory.{name}"
+                if slot.step is None or slot.max_change is None:
+                    raise self.fail(path, "a dose memory has a ladder, or a step and a max_change")
+                step = self.quantity(slot.step, "mg", f"{path}.step")
+                max_change = self.fraction(slot.max_change, f"{path}.max_change")
+                initial = self.quantity(slot.initial, "mg", f"{path}.initial")
+                if step <= 0 or initial <= 0 or (initial / step).denominator != 1:
+                    raise self.fail(
+                        f"{path}.initial", "the initial dose is a positive multiple of its step"
+                    )
+            elif slot.kind == "dose":
                 ladder = self.ladders.get(slot.ladder or "")
                 if ladder is None:
                     known = ", ".join(self.ladders) or "none declared"
@@ -501,7 +556,9 @@ class _Builder:
                 initial = slot.initial
                 if initial != "none" and initial not in self.entry.states:
                     raise self.fail(f"memory.{name}.initial", f"'{initial}' is not a state")
-            slots[name] = MemorySlot(name, slot.kind, initial, slot.note, slot.ladder)
+            slots[name] = MemorySlot(
+                name, slot.kind, initial, slot.note, slot.ladder, step, max_change
+            )
         return slots
 
     def scope(
@@ -593,6 +650,13 @@ class _Builder:
     def dose(self, entry: DoseEntry, path: str) -> DoseSpec:
         if entry.ladder is not None:
             return self.ladder_dose(entry, path)
+        if entry.at is not None:
+            slot = self.entry.memory.get(entry.at)
+            if slot is None or slot.kind != "dose" or slot.ladder is not None:
+                raise self.fail(f"{path}.at", f"'{entry.at}' is not a dose memory with a step")
+            if entry.drug is None or entry.frequency is None or entry.amount or entry.per_m2:
+                raise self.fail(path, "a remembered dose names its drug and frequency, no amount")
+            return DoseSpec(drug=entry.drug, frequency=entry.frequency, level_from=entry.at)
         if (entry.amount is None) == (entry.per_m2 is None):
             raise self.fail(path, "a dose has one of: amount, per_m2, or ladder with at")
         if entry.drug is None or entry.frequency is None:
@@ -675,8 +739,11 @@ class _Builder:
             return Effect(name, "state", None)
         if slot.kind == "state" and (text in self.entry.states or text == "none"):
             return Effect(name, "set", text)
-        if slot.kind == "dose":
-            ladder = self.ladders[slot.ladder or ""]
+        scaled = re.fullmatch(r"scale by (\w+) / (\w+)", text)
+        if slot.kind == "dose" and slot.ladder is None and scaled:
+            return self.scale_effect(name, scaled[1], scaled[2], path)
+        if slot.kind == "dose" and slot.ladder is not None:
+            ladder = self.ladders[slot.ladder]
             if text in ("up", "down"):
                 return Effect(name, "up" if text == "up" else "down", None, ladder.levels)
             other = self.entry.memory.get(text)
@@ -687,9 +754,20 @@ class _Builder:
         expected = {
             "count": f"{name} + N, or a number",
             "state": "state, none or a state name",
-            "dose": "up, down, a level in mg, or another dose memory on the same ladder",
+            "dose": "up, down, a level in mg, another dose memory on the same ladder, "
+            "or (for a dose with a step) 'scale by TARGET / LAB'",
         }[slot.kind]
         raise self.fail(path, f"'{text}' is not an update dosing understands; expected {expected}")
+
+    def scale_effect(self, name: str, target: str, measured: str, path: str) -> Effect:
+        lab = self.entry.inputs.labs.get(measured)
+        if lab is None:
+            raise self.fail(path, f"'{measured}' is not one of this protocol's labs")
+        measure = VOCABULARY[measured].measure
+        assert isinstance(measure, Quantitative)
+        unit = lab.unit or measure.canonical
+        amount = self._lab_quantity(target, unit, measured, measure.molar_mass, path)
+        return Effect(name, "scale", measured, target=amount)
 
     def scenarios(self, protocol: Protocol) -> tuple[Scenario, ...]:
         defaults = self.entry.scenario_defaults
@@ -751,7 +829,7 @@ class _Builder:
             if slot is None:
                 raise self.fail(f"{path}.{name}", f"'{name}' is not declared under memory")
             if slot.kind == "dose":
-                memory[name] = self.level(value, self.ladders[slot.ladder or ""], f"{path}.{name}")
+                memory[name] = self.dose_amount(protocol, name, value, f"{path}.{name}")
             else:
                 memory[name] = Fraction(value) if slot.kind == "count" else value
         return memory

@@ -20,6 +20,7 @@ YES_NO = ("yes", "no")
 RESPONSES = ("complete", "partial", "none", "progression")
 RELAPSES = ("no", "clinical", "hematologic", "molecular")
 GRADES = ("0", "1", "2", "3", "4")
+TIMINGS = ("trough", "not_trough")
 
 
 @attrs.frozen
@@ -101,6 +102,7 @@ _ENTRIES: tuple[Observable, ...] = (
     Observable("familial_hlh", "familial HLH", "assessment", Categorical(YES_NO)),
     Observable("toxicity", "toxicity grade (CTCAE)", "assessment", Categorical(GRADES)),
     Observable("etoposide_indicated", "etoposide indicated", "assessment", Categorical(YES_NO)),
+    Observable("sample_timing", "sample timing", "assessment", Categorical(TIMINGS)),
 )  # fmt: skip
 
 VOCABULARY: dict[str, Observable] = {entry.name: entry for entry in _ENTRIES}
