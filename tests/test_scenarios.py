@@ -124,6 +124,7 @@ def _probes(protocol: Protocol) -> dict[tuple[str, str], list[Fraction]]:
             for lab in protocol.labs.values():
                 if lab.uln_default is not None:
                     values.setdefault(f"{lab.name}_uln", lab.uln_default)
+            values.update(protocol.constants)
             for atom in atoms[result.origin]:
                 value = values.get(atom.subject)
                 if not isinstance(value, Fraction) or atom.subject not in protocol.readings:

@@ -36,6 +36,8 @@ class _Facts:
     absent: dict[str, str]
     entered: dict[str, str]
     defaults_used: frozenset[str]
+    derivations: dict[str, str]
+    """How each derived value was computed, for the reasons."""
 
 
 def step(
@@ -130,7 +132,7 @@ def _gather(
             absent[name] = f"{name} was assessed on {observation.drawn_on}, not at this visit"
         else:
             values[name] = observation.value
-    _derive(protocol, values, absent)
+    derivations = _derive(protocol, values, absent, merged)
     started = record.therapy_started_on
     values["days_on_therapy"] = Fraction((visit - started).days) if started else None
     if started is None:
@@ -142,15 +144,30 @@ def _gather(
     if dosed is None:
         absent["days_at_dose"] = "the date the current dose was started is not known"
     values.update(memory)
+    values.update(protocol.constants)
     entered = {name: observation.entered for name, observation in merged.items()}
-    return _Facts(values, absent, entered, frozenset(defaults))
+    return _Facts(values, absent, entered, frozenset(defaults), derivations)
 
 
-def _derive(protocol: Protocol, values: dict[str, Value | None], absent: dict[str, str]) -> None:
+def _derive(
+    protocol: Protocol,
+    values: dict[str, Value | None],
+    absent: dict[str, str],
+    merged: Mapping[str, Observation],
+) -> dict[str, str]:
+    derivations: dict[str, str] = {}
+
+    def typed(name: str) -> str:
+        observation = merged.get(name)
+        return observation.entered if observation else "?"
+
     height, weight = values.get("height"), values.get("weight")
     if "bsa" in protocol.scope:
         if isinstance(height, Fraction) and isinstance(weight, Fraction):
             values["bsa"] = bsa_mosteller(height, weight)
+            derivations["bsa"] = (
+                f"Mosteller from height {typed('height')}, weight {typed('weight')}"
+            )
         else:
             absent["bsa"] = "BSA needs height and weight"
     if "crcl" in protocol.scope:
@@ -168,8 +185,13 @@ def _derive(protocol: Protocol, values: dict[str, Value | None], absent: dict[st
             values["crcl"] = crcl_cockcroft_gault(
                 age, weight, sex == "F", from_mg_dl.invert(creatinine)
             )
+            derivations["crcl"] = (
+                f"Cockcroft-Gault from age {typed('age')}, weight {typed('weight')}, sex {sex}, "
+                f"creatinine {typed('creatinine')}"
+            )
         else:
             absent["crcl"] = "CrCl needs age, weight, sex and a current creatinine"
+    return derivations
 
 
 def _choose(state: State, facts: _Facts) -> tuple[Transition | None, Outcome | None, list[Outcome]]:
@@ -213,6 +235,9 @@ class _Decider:
             text = describe(
                 finding, self.protocol.scope, self.facts.entered, self.facts.defaults_used
             )
+            derivation = self.facts.derivations.get(finding.atom.subject)
+            if derivation:
+                text = f"{text} [{derivation}]"
             if text not in texts:
                 texts.append(text)
         return texts
@@ -478,6 +503,7 @@ class _Decider:
         dosed = record.dose_since
         values["days_at_dose"] = Fraction((self.visit - dosed).days) if dosed else None
         values.update(record.memory)
+        values.update(self.protocol.constants)
         for monitoring in target.monitoring:
             # An unknown condition counts as met: the more frequent check wins.
             if monitoring.when is None or evaluate(monitoring.when, values).truth is not False:

@@ -237,6 +237,8 @@ class Protocol:
     states: Mapping[str, State]
     initial: str
     scope: Mapping[str, NameType]
+    constants: Mapping[str, Fraction]
+    """Site parameters with a unit, by name, in the unit they are written in."""
     max_daily_dose: Fraction | None
     readings: Mapping[str, Reading] = attrs.Factory(dict)
     scenarios: tuple[Scenario, ...] = ()

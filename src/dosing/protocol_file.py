@@ -362,6 +362,19 @@ class _Builder:
     def fail(self, path: str, message: str) -> ProtocolError:
         return self.where.error(path, message)
 
+    def constants(self) -> dict[str, tuple[Fraction, str]]:
+        """Site parameters with a unit ('0.75 x10^9/L'): guards may compare against them."""
+        found = {}
+        for name, parameter in self.parameters.items():
+            try:
+                value, unit = split_value(parameter.value)
+                conversion(unit, unit, name)
+            except UnitError:
+                continue
+            if unit:
+                found[name] = (value, unit)
+        return found
+
     def resolve(self, text: str) -> str:
         """A literal, or the value of the site parameter it names."""
         parameter = self.parameters.get(text.strip())
@@ -423,6 +436,7 @@ class _Builder:
             states=states,
             initial=initial[0] if len(initial) == 1 else "",
             scope=scope,
+            constants={name: value for name, (value, _) in self.constants().items()},
             max_daily_dose=max_dose,
             readings=_readings(scope),
         )
@@ -569,6 +583,8 @@ class _Builder:
         memory: Mapping[str, MemorySlot],
     ) -> dict[str, guards.NameType]:
         scope: dict[str, guards.NameType] = {}
+        for name, (_, unit) in self.constants().items():
+            scope[name] = guards.QuantityType(unit, name.replace("_", " "))
         for lab in labs.values():
             scope[lab.name] = guards.QuantityType(lab.unit, lab.label, lab.molar_mass)
             uln = f"{lab.name}_uln"
