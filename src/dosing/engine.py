@@ -436,11 +436,8 @@ class _Decider:
                 assert unchanged.state is not None
                 decision = self.decision(unchanged.state, "refer", (), None, rules, reasons)
                 return decision, unchanged
-        next_check = (
-            None
-            if action in ("refer", "ineligible", "discontinue")
-            else self.next_check(target, record)
-        )
+        # Final states have no monitoring; a stop that is not final (off drug) keeps its own.
+        next_check = None if action == "refer" else self.next_check(target, record, reasons)
         return self.decision(target.name, action, doses, next_check, rules, reasons), record
 
     def dose(
@@ -495,7 +492,9 @@ class _Decider:
             return False
         return True
 
-    def next_check(self, target: State, record: PatientRecord) -> dt.date | None:
+    def next_check(
+        self, target: State, record: PatientRecord, reasons: list[str]
+    ) -> dt.date | None:
         values = dict(self.facts.values)
         started = record.therapy_started_on
         values["days_on_therapy"] = Fraction((self.visit - started).days) if started else None
@@ -507,5 +506,7 @@ class _Decider:
         for monitoring in target.monitoring:
             # An unknown condition counts as met: the more frequent check wins.
             if monitoring.when is None or evaluate(monitoring.when, values).truth is not False:
+                if monitoring.note:
+                    reasons.append(monitoring.note)
                 return self.visit + dt.timedelta(days=math.floor(monitoring.every_days))
         return None

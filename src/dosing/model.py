@@ -109,6 +109,8 @@ class Monitoring:
     every_days: Fraction
     when: Guard | None
     source: str
+    note: str = ""
+    """Said in the decision when this cadence applies (what else is due besides labs)."""
 
 
 @attrs.frozen

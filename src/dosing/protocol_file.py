@@ -117,6 +117,7 @@ class MonitoringEntry:
     every: str
     source: str
     when: str | None = None
+    note: str = ""
 
 
 @attrs.frozen
@@ -647,6 +648,7 @@ class _Builder:
                 if m.when is None
                 else self.guard(m.when, scope, f"{path}.monitoring[{i}].when"),
                 source=self.cite(m.source, sources, f"{path}.monitoring[{i}].source"),
+                note=m.note,
             )
             for i, m in enumerate(entry.monitoring)
         )

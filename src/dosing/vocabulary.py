@@ -103,6 +103,7 @@ _ENTRIES: tuple[Observable, ...] = (
     Observable("toxicity", "toxicity grade (CTCAE)", "assessment", Categorical(GRADES)),
     Observable("etoposide_indicated", "etoposide indicated", "assessment", Categorical(YES_NO)),
     Observable("sample_timing", "sample timing", "assessment", Categorical(TIMINGS)),
+    Observable("life_threatening", "life-threatening disease", "assessment", Categorical(YES_NO)),
 )  # fmt: skip
 
 VOCABULARY: dict[str, Observable] = {entry.name: entry for entry in _ENTRIES}
