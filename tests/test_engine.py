@@ -131,5 +131,10 @@ def test_memory_and_time_advance(imatinib: Protocol) -> None:
     later = DAY + dt.timedelta(days=14)
     decision, record = run(imatinib, record, {**NORMAL, "anc": "0.9 x10^9/L"}, later)
     assert decision.action == "hold"
-    assert record.memory == {"heme_holds": 1, "held_from": "dose_400"}
+    assert record.memory == {
+        "heme_holds": 1,
+        "held_from": "dose_400",
+        "level": 400,
+        "last_effective": 400,
+    }
     assert record.state_since == later
