@@ -106,3 +106,51 @@ def test_number_first_comparison_is_flipped() -> None:
     guard = compile_guard("1.5 x10^9/L > anc", SCOPE)
     assert evaluate(guard, {"anc": Fraction(1)}).truth is True
     assert evaluate(guard, {"anc": Fraction(3, 2)}).truth is False
+
+
+COUNTS: Scope = {
+    **SCOPE,
+    "ferritin": QuantityType("ug/L", "ferritin"),
+    "splenomegaly": CategoryType(("yes", "no"), "splenomegaly"),
+}
+
+
+def test_count_decides_when_every_possible_count_agrees() -> None:
+    """count(...) >= 2 is true with two met, unknown while a missing one could still decide."""
+    guard = compile_guard(
+        "count(anc < 1 x10^9/L, platelets < 100 x10^9/L, splenomegaly) >= 2", COUNTS
+    )
+    met = {"anc": Fraction(1, 2), "platelets": Fraction(80), "splenomegaly": None}
+    assert evaluate(guard, met).truth is True
+    open_ = {"anc": Fraction(1, 2), "platelets": Fraction(150), "splenomegaly": None}
+    outcome = evaluate(guard, open_)
+    assert outcome.truth is None
+    assert outcome.missing == {"splenomegaly"}
+    failed = {"anc": Fraction(2), "platelets": Fraction(150), "splenomegaly": None}
+    assert evaluate(guard, failed).truth is False
+
+
+def test_counts_nest_and_definitions_are_reused() -> None:
+    """A definition can be a count; a count can hold a count."""
+    from dosing.guard_parser import parse_definition
+
+    cytopenia = parse_definition("count(anc < 1 x10^9/L, platelets < 100 x10^9/L) >= 2", {})
+    criteria = parse_definition(
+        "count(cytopenia, ferritin >= 500 ug/L, splenomegaly)", {"cytopenia": cytopenia}
+    )
+    guard = compile_guard("criteria >= 2", COUNTS, {"criteria": criteria})
+    values: dict[str, Fraction | str | None] = {
+        "anc": Fraction(1, 2),
+        "platelets": Fraction(50),
+        "ferritin": Fraction(600),
+        "splenomegaly": "no",
+    }
+    assert evaluate(guard, values).truth is True
+    values["ferritin"] = Fraction(499)
+    assert evaluate(guard, values).truth is False
+
+
+def test_count_needs_a_plain_number() -> None:
+    """A count compared with a quantity is refused when the protocol loads."""
+    with pytest.raises(ProtocolError, match="a count is compared with a plain number"):
+        compile_guard("count(splenomegaly) >= 1 x10^9/L", COUNTS)

@@ -20,6 +20,7 @@ from dosing.guards import (
     Conjunction,
     Guard,
     Membership,
+    Tally,
 )
 
 Atom = Comparison | Membership
@@ -97,7 +98,10 @@ def _negate(atom: Atom) -> list[Atom]:
 
 
 def dnf(guard: Guard, negated: bool = False) -> list[list[Atom]]:
-    """The guard (or its negation) as a list of conjunctions of atoms."""
+    """The guard (or its negation) as a list of conjunctions of atoms. A count is one
+    variable (its count(...) text): analysis does not look inside it."""
+    if isinstance(guard, Tally):
+        guard = Comparison(guard.counted, guard.op, guard.threshold, None, "", guard.text)
     if isinstance(guard, Complement):
         return dnf(guard.item, not negated)
     if isinstance(guard, Comparison | Membership):

@@ -235,7 +235,7 @@ class _Decider:
             text = describe(
                 finding, self.protocol.scope, self.facts.entered, self.facts.defaults_used
             )
-            derivation = self.facts.derivations.get(finding.atom.subject)
+            derivation = self.facts.derivations.get(getattr(finding.atom, "subject", ""))
             if derivation:
                 text = f"{text} [{derivation}]"
             if text not in texts:

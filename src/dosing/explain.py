@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 
 from dosing.errors import UnitError
-from dosing.guards import Comparison, CountType, Finding, NameType, QuantityType
+from dosing.guards import Comparison, CountType, Finding, NameType, QuantityType, Tally, Value
 from dosing.units import format_number, split_value
 
 
@@ -27,6 +27,13 @@ def describe(
 ) -> str:
     """'ANC 1200/mm3 (= 1.2 x10^9/L) < 1.5 x10^9/L (margin 0.3 x10^9/L)'."""
     atom = finding.atom
+    if isinstance(atom, Tally):
+        met = format_number(_number(finding.value))
+        op = atom.op if finding.holds else f"not {atom.op}"
+        return (
+            f"{met} of {len(atom.items)} criteria met, {op} {format_number(atom.threshold)}"
+            f" ({atom.counted})"
+        )
     label = _label(atom.subject, scope)
     if not isinstance(atom, Comparison):
         default = " (not recorded; protocol default)" if atom.subject in defaults_used else ""
@@ -65,6 +72,11 @@ def describe(
     gap = abs(value - finding.threshold)
     margin = "on the threshold" if gap == 0 else f"margin {_amount(gap, unit)}"
     return f"{label} {shown} {op} {threshold} ({margin}{ratio})"
+
+
+def _number(value: Value) -> Fraction:
+    assert isinstance(value, Fraction)
+    return value
 
 
 def _same_spelling(typed: str, shown: str, unit: str) -> bool:

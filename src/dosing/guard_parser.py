@@ -12,6 +12,7 @@ inputs and turns each comparison into an exact threshold in the subject's canoni
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from fractions import Fraction
 
 import attrs
@@ -29,6 +30,7 @@ from dosing.guards import (
     NameType,
     QuantityType,
     Scope,
+    Tally,
 )
 from dosing.units import conversion
 
@@ -48,6 +50,14 @@ class Ref:
 
 
 @attrs.frozen
+class CountOf:
+    """count(condition, condition, ...): how many of the conditions hold."""
+
+    items: tuple[Syntax, ...]
+    text: str
+
+
+@attrs.frozen
 class Product:
     """number * name (a multiple of a reference value such as a ULN)."""
 
@@ -55,7 +65,7 @@ class Product:
     name: Ref
 
 
-Operand = Literal | Ref | Product
+Operand = Literal | Ref | Product | CountOf
 
 
 @attrs.frozen
@@ -147,11 +157,15 @@ def _tokenize(source: str) -> list[_Token]:
     return tokens
 
 
+Definitions = Mapping[str, "Syntax | CountOf"]
+
+
 class _Parser:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, definitions: Definitions) -> None:
         self.source = source
         self.tokens = _tokenize(source)
         self.index = 0
+        self.definitions = definitions
 
     def fail(self, expected: str) -> GuardSyntaxError:
         if self.index < len(self.tokens):
@@ -222,6 +236,9 @@ class _Parser:
                 raise self.fail("a name before 'in'")
             return Member(left, self.word_list(), negated, self._text_from(start))
         if isinstance(left, Ref):
+            defined = self.definitions.get(left.name)
+            if defined is not None and not isinstance(defined, CountOf):
+                return defined
             return Truthy(left, left.name)
         raise self.fail("a comparison (<, <=, >, >=, ==, !=) after the number")
 
@@ -252,8 +269,13 @@ class _Parser:
                     raise self.fail("a name after '*'")
                 return Product(literal, Ref(name.text))
             return literal
+        if token.kind == "name" and token.text == "count" and self._next_is("("):
+            return self.count()
         if token.kind == "name":
             self.index += 1
+            defined = self.definitions.get(token.text)
+            if isinstance(defined, CountOf):
+                return attrs.evolve(defined, text=token.text)  # reasons name the definition
             if self.take("punct", "*"):
                 number = self.take("number")
                 if number is None or number.unit is not None:
@@ -261,6 +283,20 @@ class _Parser:
                 return Product(Literal(Fraction(number.text), None, number.text), Ref(token.text))
             return Ref(token.text)
         raise self.fail("a name or a number")
+
+    def _next_is(self, text: str) -> bool:
+        following = self.index + 1
+        return following < len(self.tokens) and self.tokens[following].text == text
+
+    def count(self) -> CountOf:
+        start = self.peek()
+        self.index += 2  # 'count' '('
+        items = [self.either()]
+        while self.take("punct", ","):
+            items.append(self.either())
+        if not self.take("punct", ")"):
+            raise self.fail("',' or ')' in count(...)")
+        return CountOf(tuple(items), self._text_from(start))
 
     def _text_of(self, token: _Token) -> str:
         return f"{token.text} {token.unit}" if token.unit else token.text
@@ -270,17 +306,30 @@ class _Parser:
         return " ".join(self.source[begin : self.tokens[self.index - 1].end].split())
 
 
-def parse(source: str) -> Syntax:
-    """Parse a guard into a syntax tree; never evaluates code."""
-    return _Parser(str(source)).parse()
+def parse(source: str, definitions: Definitions | None = None) -> Syntax:
+    """Parse a guard into a syntax tree; never evaluates code. `definitions` are named
+    conditions or counts (from the protocol's definitions) that the guard may use by name."""
+    return _Parser(str(source), definitions or {}).parse()
+
+
+def parse_definition(source: str, definitions: Definitions) -> Syntax | CountOf:
+    """A protocol definition: a condition, or a bare count(...)."""
+    parser = _Parser(str(source), definitions)
+    token = parser.peek()
+    if token is not None and token.text == "count" and parser._next_is("("):
+        counted = parser.count()
+        if parser.peek() is None:
+            return counted
+        parser.index = 0
+    return parser.parse()
 
 
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
-def compile_guard(source: str, scope: Scope) -> Guard:
+def compile_guard(source: str, scope: Scope, definitions: Definitions | None = None) -> Guard:
     """Parse and bind a guard in one step."""
-    return bind(parse(source), scope)
+    return bind(parse(source, definitions), scope)
 
 
 def bind(tree: Syntax, scope: Scope) -> Guard:
@@ -325,8 +374,19 @@ def _category(word: str, kind: CategoryType, text: str) -> str:
     return word
 
 
+def _bind_tally(counted: CountOf, op: str, other: Operand, scope: Scope, text: str) -> Tally:
+    if not isinstance(other, Literal) or other.unit is not None:
+        raise ProtocolError(f"'{text}': a count is compared with a plain number")
+    items = tuple(bind(item, scope) for item in counted.items)
+    return Tally(items, op, other.value, text, counted.text)
+
+
 def _bind_comparison(tree: Cmp, scope: Scope) -> Guard:
     left, op, right = tree.left, tree.op, tree.right
+    if isinstance(left, CountOf):
+        return _bind_tally(left, op, right, scope, tree.text)
+    if isinstance(right, CountOf):
+        return _bind_tally(right, _FLIPPED[op], left, scope, tree.text)
     if not isinstance(left, Ref):
         if not isinstance(right, Ref):
             raise ProtocolError(f"'{tree.text}': one side of a comparison must be a name")

@@ -88,6 +88,18 @@ class Membership:
 
 
 @attrs.frozen
+class Tally:
+    """count(items) OP threshold: how many of the conditions hold, against a plain number."""
+
+    items: tuple[Guard, ...]
+    op: str
+    threshold: Fraction
+    text: str
+    counted: str
+    """The count(...) text, the variable this atom constrains in analysis."""
+
+
+@attrs.frozen
 class Conjunction:
     items: tuple[Guard, ...]
 
@@ -102,7 +114,7 @@ class Complement:
     item: Guard
 
 
-Guard = Comparison | Membership | Conjunction | Disjunction | Complement
+Guard = Comparison | Membership | Tally | Conjunction | Disjunction | Complement
 Value = Fraction | str
 
 
@@ -139,7 +151,7 @@ def comparisons_in(guard: Guard) -> tuple[Comparison | Membership, ...]:
 class Finding:
     """One atom's result, with the values it used: the raw material of a decision's reasons."""
 
-    atom: Comparison | Membership
+    atom: Comparison | Membership | Tally
     holds: bool
     value: Value
     threshold: Fraction | None = None
@@ -153,6 +165,22 @@ class Outcome:
     truth: bool | None
     findings: tuple[Finding, ...] = ()
     missing: frozenset[str] = frozenset()
+
+
+def _tally(guard: Tally, values: Mapping[str, Value | None]) -> Outcome:
+    """Counted three-valued: decided when every possible count gives the same answer."""
+    parts = [evaluate(item, values) for item in guard.items]
+    met = sum(1 for part in parts if part.truth is True)
+    open_ = sum(1 for part in parts if part.truth is None)
+    compare = _COMPARE[guard.op]
+    outcomes = {compare(Fraction(count), guard.threshold) for count in range(met, met + open_ + 1)}
+    findings = tuple(f for part in parts if part.truth is True for f in part.findings)
+    if len(outcomes) > 1:
+        missing = frozenset().union(*(part.missing for part in parts if part.truth is None))
+        return Outcome(None, findings, missing)
+    holds = outcomes.pop()
+    summary = Finding(guard, holds, Fraction(met), guard.threshold)
+    return Outcome(holds, (summary, *findings))
 
 
 def evaluate(guard: Guard, values: Mapping[str, Value | None]) -> Outcome:
@@ -180,6 +208,8 @@ def evaluate(guard: Guard, values: Mapping[str, Value | None]) -> Outcome:
         inner = evaluate(guard.item, values)
         truth = None if inner.truth is None else not inner.truth
         return Outcome(truth, inner.findings, inner.missing)
+    if isinstance(guard, Tally):
+        return _tally(guard, values)
     parts = [evaluate(item, values) for item in guard.items]
     deciding = isinstance(guard, Disjunction)  # a true part decides an 'or', a false an 'and'
     decided = [part for part in parts if part.truth is deciding]

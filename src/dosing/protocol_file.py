@@ -20,7 +20,7 @@ import yaml
 
 from dosing import guards
 from dosing.errors import DosingError, ProtocolError, UnitError
-from dosing.guard_parser import compile_guard
+from dosing.guard_parser import CountOf, Syntax, bind, compile_guard, parse_definition
 from dosing.model import (
     Action,
     DoseSpec,
@@ -202,6 +202,7 @@ class ProtocolEntry:
     states: dict[str, StateEntry]
     limits: LimitsEntry = attrs.Factory(LimitsEntry)
     parameters: dict[str, ParameterEntry] = attrs.Factory(dict)
+    definitions: dict[str, str] = attrs.Factory(dict)
     ladders: dict[str, LadderEntry] = attrs.Factory(dict)
     memory: dict[str, MemoryEntry] = attrs.Factory(dict)
     scenario_defaults: ScenarioDefaults = attrs.Factory(ScenarioDefaults)
@@ -359,6 +360,7 @@ class _Builder:
             key: Parameter(key, str(p.value), p.note) for key, p in entry.parameters.items()
         }
         self.ladders: dict[str, Ladder] = {}
+        self.definitions: dict[str, Syntax | CountOf] = {}
 
     def fail(self, path: str, message: str) -> ProtocolError:
         return self.where.error(path, message)
@@ -413,6 +415,7 @@ class _Builder:
         self.ladders = self.build_ladders(sources)
         memory = self.memory()
         scope = self.scope(labs, facts, assessments, memory)
+        self.definitions = self.build_definitions(scope)
         states = {
             name: self.state(name, state, scope, sources) for name, state in entry.states.items()
         }
@@ -615,9 +618,26 @@ class _Builder:
                 scope[slot.name] = guards.CategoryType(values, slot.name.replace("_", " "))
         return scope
 
+    def build_definitions(self, scope: guards.Scope) -> dict[str, Syntax | CountOf]:
+        """Named conditions and counts, each usable by name in the guards after it."""
+        definitions: dict[str, Syntax | CountOf] = {}
+        for name, text in self.entry.definitions.items():
+            path = f"definitions.{name}"
+            if name in scope or name == "count":
+                raise self.fail(path, f"'{name}' is already a name in this protocol")
+            try:
+                tree = parse_definition(text, definitions)
+                # Bound here too, so a mistake is reported at the definition itself.
+                for part in tree.items if isinstance(tree, CountOf) else (tree,):
+                    bind(part, scope)
+            except ProtocolError as error:
+                raise self.fail(path, str(error)) from None
+            definitions[name] = tree
+        return definitions
+
     def guard(self, text: str, scope: guards.Scope, path: str) -> guards.Guard:
         try:
-            return compile_guard(text, scope)
+            return compile_guard(text, scope, self.definitions)
         except ProtocolError as error:
             raise self.fail(path, str(error)) from None
 
