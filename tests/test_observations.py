@@ -90,3 +90,16 @@ def test_yes_no_answers(imatinib: Protocol, typed: str, answer: str) -> None:
 def test_unit_not_in_the_compiled_table_still_converts(imatinib: Protocol) -> None:
     """A valid spelling the protocol did not precompute falls back to pint, exactly."""
     assert read(imatinib, "anc", "1200 1/mm^3") == Fraction(6, 5)
+
+
+def test_triglycerides_in_mmol_per_litre_are_refused_for_hlh() -> None:
+    """The HLH criterion is in mg/dL and no conversion factor is given: mmol/L is refused."""
+    from tests.conftest import ROOT, load_file
+
+    hlh = load_file(ROOT / "protocols" / "ruxolitinib-hlh.yaml")
+    with pytest.raises(ObservationError) as caught:
+        read(hlh, "triglycerides", "3.0 mmol/L")
+    assert str(caught.value).startswith(
+        "triglycerides=3.0 mmol/L: mmol/L cannot be converted to mg/dL: dosing knows no molar "
+        "mass for triglycerides"
+    )

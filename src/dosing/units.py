@@ -45,7 +45,7 @@ KNOWN_SPELLINGS: tuple[str, ...] = (
     "U/L", "IU/L", "U/mL",
     "ng/mL", "ug/L", "µg/L", "pg/mL", "nmol/L",
     "mg/dL", "umol/L", "µmol/L", "g/dL", "g/L", "mg/L", "mmol/L",
-    "mL/min", "degC", "kg", "lb", "cm", "m", "in", "m^2", "mg", "mg/m^2",
+    "mL/min", "degC", "°C", "kg", "lb", "cm", "m", "in", "m^2", "mg", "mg/m^2",
     "years", "months", "weeks", "days",
 )  # fmt: skip
 

@@ -80,7 +80,7 @@ _ENTRIES: tuple[Observable, ...] = (
     ),
     Observable("ferritin", "ferritin", "lab", _q("ug/L", "0", "1000000"), ("2276-4",)),
     Observable("fibrinogen", "fibrinogen", "lab", _q("g/L", "0", "20"), ("3255-7",)),
-    Observable("triglycerides", "triglycerides", "lab", _q("mmol/L", "0", "100"), ("3048-6",)),
+    Observable("triglycerides", "triglycerides", "lab", _q("mg/dL", "0", "10000"), ("3048-6",)),
     Observable("sil2r", "sIL-2R", "lab", _q("U/mL", "0", "1000000")),
     Observable("temperature", "temperature", "lab", _q("degC", "25", "45")),
     Observable("alt_uln", "ALT ULN", "uln", _q("U/L", "1", "1000")),
