@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import PROTOCOL_FILES, ROOT, load_file
 
 NORMAL = ["--lab", "platelets=180x10^9/L", "--lab", "alt=30U/L", "--lab", "ast=28U/L"]
 NORMAL += ["--lab", "bilirubin=0.7mg/dL", "--lab", "bleeding=no"]
@@ -177,6 +177,26 @@ def test_show_renders_states_and_rules() -> None:
         "lab_max_age",
     ):
         assert text in result.stdout
+
+
+@pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.stem)
+def test_show_renders_every_shipped_protocol(path: Path) -> None:
+    """`dosing show` renders each shipped protocol: every state and rule appears."""
+    result = dosing("show", path.stem)
+    assert result.returncode == 0, result.stderr
+    protocol = load_file(path)
+    for state in protocol.states.values():
+        assert state.name in result.stdout
+        for transition in state.transitions:
+            assert transition.rule in result.stdout
+
+
+def test_protocols_lists_all_six() -> None:
+    """`dosing protocols` lists every shipped protocol."""
+    result = dosing("protocols")
+    for path in PROTOCOL_FILES:
+        assert path.stem in result.stdout
+    assert len(PROTOCOL_FILES) == 6
 
 
 @pytest.mark.parametrize("command", ["protocols", "show", "step"])
