@@ -266,6 +266,14 @@ class _Decider:
             warnings=tuple(self.warnings),
         )
 
+    def refer(
+        self, rules: tuple[RuleRef, ...], reasons: list[str]
+    ) -> tuple[Decision, PatientRecord]:
+        """No dose: the clinician decides, and the patient stays where they were."""
+        record = self.unchanged()
+        assert record.state is not None
+        return self.decision(record.state, "refer", (), None, rules, reasons), record
+
     def unchanged(self) -> PatientRecord:
         return attrs.evolve(
             self.record, state=self.record.state or self.protocol.initial, observations=self.merged
@@ -288,7 +296,7 @@ class _Decider:
             f"recommended from missing or stale data (needed here: {labels})",
             *self.explain(outcome.findings),
         ]
-        return self.decision(state.name, "refer", (), None, (), reasons), self.unchanged()
+        return self.refer((), reasons)
 
     def fire(
         self, state: State, transition: Transition, outcome: Outcome
@@ -298,8 +306,7 @@ class _Decider:
         rules = (RuleRef(transition.rule, transition.source),)
         memory = self.remember(state, transition, reasons)
         if memory is None:
-            decision = self.decision(state.name, "refer", (), None, rules, reasons)
-            return decision, self.unchanged()
+            return self.refer(rules, reasons)
         started = self.record.therapy_started_on
         if transition.action == "start" and started is None:
             started = self.visit
@@ -361,7 +368,7 @@ class _Decider:
                 f"No rule applies in state {state.name}: the clinician decides",
                 *self.explain(findings),
             ]
-            return self.decision(state.name, "refer", (), None, (), reasons), self.unchanged()
+            return self.refer((), reasons)
         reasons = [f"No rule fired in state {state.name}", *self.explain(findings)]
         record = attrs.evolve(
             self.record,
@@ -431,11 +438,7 @@ class _Decider:
             lines = [self.dose(spec, reasons, record.memory) for spec in target.doses]
             doses = tuple(line for line in lines if line is not None)
             if len(doses) < len(lines) or not self.within_limit(doses):
-                # No dose can be given as the rule says: the patient stays where they were.
-                unchanged = self.unchanged()
-                assert unchanged.state is not None
-                decision = self.decision(unchanged.state, "refer", (), None, rules, reasons)
-                return decision, unchanged
+                return self.refer(rules, reasons)  # no dose can be given as the rule says
         # Final states have no monitoring; a stop that is not final (off drug) keeps its own.
         next_check = None if action == "refer" else self.next_check(target, record, reasons)
         return self.decision(target.name, action, doses, next_check, rules, reasons), record
