@@ -53,10 +53,15 @@ class Decision:
     rules: tuple[RuleRef, ...]
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
+    dose_given: str | None = None
+    """The dose actually given, when a replayed timeline records it."""
+    matches_given: bool | None = None
+    """Whether the dose given is the dose recommended (None when nothing was recorded)."""
 
     def to_json(self) -> dict[str, Any]:
-        """The contract form: plain JSON types, amounts as numbers, dates as ISO text."""
-        return {
+        """The contract form: plain JSON types, amounts as numbers, dates as ISO text. The
+        dose_given fields appear only when a dose given was recorded."""
+        record: dict[str, Any] = {
             "patient_id": self.patient_id,
             "date": self.date.isoformat(),
             "protocol": self.protocol,
@@ -78,6 +83,10 @@ class Decision:
             "reasons": list(self.reasons),
             "warnings": list(self.warnings),
         }
+        if self.dose_given is not None:
+            record["dose_given"] = self.dose_given
+            record["matches_given"] = self.matches_given
+        return record
 
 
 def _json_number(value: Fraction) -> int | float:

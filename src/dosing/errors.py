@@ -27,3 +27,7 @@ class GuardSyntaxError(ProtocolError):
 
 class EngineError(DosingError):
     """The engine cannot decide from what it was given (for example, conflicting rules)."""
+
+
+class TimelineError(DosingError):
+    """A timeline file cannot be read at all (no header, unknown columns)."""

@@ -1,0 +1,277 @@
+"""Replaying timelines: each patient, visit by visit, through the engine; every row accounted for.
+
+Pure: takes a `Timeline`, yields each patient's decisions with the fate of every row. A visit
+is a distinct date with observations; the engine decides once per visit and carries labs
+forward within their maximum age. A row that cannot be read stops that patient's replay at
+that row: the decisions before it stand, nothing after it is decided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
+
+import attrs
+
+from dosing.decision import Decision
+from dosing.engine import step
+from dosing.errors import DosingError
+from dosing.model import Protocol
+from dosing.observations import Observation, read_observation
+from dosing.patient import PatientRecord
+from dosing.timeline import Rejected, Row, Timeline, parse_day
+
+
+@attrs.frozen
+class StartPoint:
+    """Where patients start when the timeline begins mid-treatment."""
+
+    state: str | None = None
+    therapy_start: dt.date | None = None
+    memory: Mapping[str, Fraction | str] = attrs.Factory(dict)
+
+
+@attrs.define
+class PatientReplay:
+    """One patient's decisions and what became of each of their rows."""
+
+    patient_id: str
+    decisions: list[Decision] = attrs.Factory(list)
+    used: int = 0
+    superseded: int = 0
+    carried_forward: int = 0
+    """Lab values used at a later visit than the one they were measured at."""
+    rejected: list[Rejected] = attrs.Factory(list)
+    stopped_at: int | None = None
+    """The line of the row that stopped this patient's replay, if one did."""
+    values: list[tuple[dt.date, str, Fraction]] = attrs.Factory(list)
+    """Lab values by date (kept only when asked for, for plots)."""
+
+
+def replay(
+    protocol: Protocol,
+    timeline: Timeline,
+    start: StartPoint | None = None,
+    accept_implausible: bool = False,
+    keep_values: bool = False,
+) -> Iterator[PatientReplay]:
+    """Replay every patient of a timeline, in the order they first appear. A row the timeline
+    refused (a bad date, a ragged row) stops its patient's replay where it stood in the file."""
+    first_bad: dict[str, int] = {}
+    for rejected in timeline.rejected:
+        if rejected.patient_id and rejected.line < first_bad.get(rejected.patient_id, 1 << 62):
+            first_bad[rejected.patient_id] = rejected.line
+    for patient_id, rows in timeline.patients.items():
+        yield replay_patient(
+            protocol,
+            patient_id,
+            rows,
+            start or StartPoint(),
+            accept_implausible,
+            first_bad.get(patient_id),
+            keep_values,
+        )
+
+
+def replay_patient(
+    protocol: Protocol,
+    patient_id: str,
+    rows: list[Row],
+    start: StartPoint,
+    accept_implausible: bool = False,
+    stop_line: int | None = None,
+    keep_values: bool = False,
+) -> PatientReplay:
+    """One patient's rows (sorted by day) through the engine; with `stop_line`, no visit that
+    holds a row from after that line of the file is decided."""
+    result = PatientReplay(patient_id, stopped_at=stop_line)
+    record = PatientRecord(
+        state=start.state,
+        state_since=start.therapy_start,
+        therapy_started_on=start.therapy_start,
+        dose_since=start.therapy_start,
+        memory=dict(start.memory),
+    )
+    first = True
+    index = 0
+    while index < len(rows):
+        day = rows[index].day
+        end = index
+        while end < len(rows) and rows[end].day == day:
+            end += 1
+        visit_rows = rows[index:end]
+        date = dt.date.fromordinal(day)
+        if stop_line is not None and any(row.line > stop_line for row in visit_rows):
+            _not_replayed(result, rows[index:], stop_line, skip=None)
+            break
+        try:
+            observations, given, record, superseded = _read_visit(
+                protocol, patient_id, visit_rows, date, record, first, accept_implausible
+            )
+            decision, record = step(protocol, record, date, observations.values(), patient_id)
+        except _BadRow as bad:
+            result.rejected.append(bad.rejected)
+            result.stopped_at = bad.rejected.line
+            _not_replayed(result, rows[index:], bad.rejected.line, skip=bad.row)
+            break
+        result.superseded += superseded
+        result.used += len(visit_rows) - superseded
+        result.carried_forward += _carried(protocol, record, observations, date)
+        if keep_values:
+            result.values.extend(
+                (date, name, observation.value)
+                for name, observation in observations.items()
+                if name in protocol.labs and isinstance(observation.value, Fraction)
+            )
+        if given is not None:
+            decision = attrs.evolve(
+                decision, dose_given=given, matches_given=_matches(given, decision)
+            )
+        result.decisions.append(decision)
+        first = False
+        index = end
+    return result
+
+
+def _not_replayed(result: PatientReplay, rows: list[Row], line: int, skip: Row | None) -> None:
+    reason = f"not replayed: {result.patient_id}'s replay stopped at line {line}"
+    for row in rows:
+        if row is not skip:
+            result.rejected.append(
+                Rejected(row.line, result.patient_id, row.column, row.text, reason)
+            )
+
+
+class _BadRow(Exception):
+    def __init__(self, rejected: Rejected, row: Row) -> None:
+        super().__init__(rejected.reason)
+        self.rejected = rejected
+        self.row = row
+
+
+def _read_visit(
+    protocol: Protocol,
+    patient_id: str,
+    visit_rows: list[Row],
+    date: dt.date,
+    record: PatientRecord,
+    first: bool,
+    accept_implausible: bool,
+) -> tuple[dict[str, Observation], str | None, PatientRecord, int]:
+    observations: dict[str, Observation] = {}
+    given: str | None = None
+    superseded = 0
+    for row in visit_rows:
+        try:
+            if row.name == "dose_given":
+                superseded += given is not None
+                given = row.text
+            elif row.name in ("start_state", "therapy_start"):
+                record = _start(protocol, record, row, first)
+            else:
+                superseded += row.name in observations
+                observations[row.name] = read_observation(
+                    protocol, row.name, row.text, date, accept_implausible
+                )
+        except DosingError as error:
+            bad = Rejected(row.line, patient_id, row.column, row.text, str(error))
+            raise _BadRow(bad, row) from None
+    return observations, given, record, superseded
+
+
+def _start(protocol: Protocol, record: PatientRecord, row: Row, first: bool) -> PatientRecord:
+    if not first:
+        raise DosingError(f"{row.name} is only read on a patient's first date")
+    if row.name == "start_state":
+        state = row.text.strip()
+        if state not in protocol.states:
+            raise DosingError(
+                f"'{state}' is not a state of {protocol.id} ({', '.join(protocol.states)})"
+            )
+        return attrs.evolve(record, state=state)
+    day = parse_day(row.text)
+    if day is None:
+        raise DosingError(f"'{row.text}' is not a date (YYYY-MM-DD)")
+    started = dt.date.fromordinal(day)
+    return attrs.evolve(record, therapy_started_on=started, state_since=started, dose_since=started)
+
+
+def _carried(
+    protocol: Protocol, record: PatientRecord, fresh: Mapping[str, Observation], date: dt.date
+) -> int:
+    carried = 0
+    for name, lab in protocol.labs.items():
+        kept = record.observations.get(name)
+        if (
+            kept is not None
+            and name not in fresh
+            and (date - kept.drawn_on).days <= lab.max_age_days
+        ):
+            carried += 1
+    return carried
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.lower().replace(",", " + ").split())
+
+
+def _matches(given: str, decision: Decision) -> bool | None:
+    """Whether a recorded dose ('300 mg qd'; 'none' or 'held' for no dose) is the one advised;
+    None after a refer, where there is no advice to compare with."""
+    if decision.action == "refer":
+        return None
+    if not decision.doses:
+        return _normalized(given) in ("none", "held", "hold", "0", "0 mg", "no dose")
+    advised = " + ".join(dose.short() for dose in decision.doses)
+    with_drugs = " + ".join(str(dose) for dose in decision.doses)
+    return _normalized(given) in (_normalized(advised), _normalized(with_drugs))
+
+
+@attrs.define
+class Summary:
+    """Counts over a whole replay: actions, rules, rows, adherence, patients with warnings."""
+
+    patients: int = 0
+    decisions: int = 0
+    actions: Counter[str] = attrs.Factory(Counter)
+    rules: Counter[str] = attrs.Factory(Counter)
+    used: int = 0
+    superseded: int = 0
+    carried_forward: int = 0
+    rejected: int = 0
+    not_replayed: int = 0
+    given: int = 0
+    """Recorded doses compared with a recommendation (not after a refer)."""
+    matched: int = 0
+    not_compared: int = 0
+    with_warnings: list[str] = attrs.Factory(list)
+    stopped: list[str] = attrs.Factory(list)
+
+    def add(self, patient: PatientReplay) -> None:
+        self.patients += 1
+        self.decisions += len(patient.decisions)
+        self.used += patient.used
+        self.superseded += patient.superseded
+        self.carried_forward += patient.carried_forward
+        for rejected in patient.rejected:
+            if rejected.reason.startswith("not replayed:"):
+                self.not_replayed += 1
+            else:
+                self.rejected += 1
+        if patient.stopped_at is not None:
+            self.stopped.append(patient.patient_id)
+        warned = False
+        for decision in patient.decisions:
+            self.actions[decision.action] += 1
+            for rule in decision.rules:
+                self.rules[rule.id] += 1
+            if decision.dose_given is not None and decision.matches_given is None:
+                self.not_compared += 1
+            elif decision.dose_given is not None:
+                self.given += 1
+                self.matched += bool(decision.matches_given)
+            warned = warned or bool(decision.warnings)
+        if warned:
+            self.with_warnings.append(patient.patient_id)
