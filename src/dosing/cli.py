@@ -11,7 +11,8 @@ import datetime as dt
 import json
 import os
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 
@@ -181,6 +182,102 @@ def step(
     from dosing.output import console, decision_panel
 
     console.print(decision_panel(decision))
+
+
+_OUTPUT = "Output"
+_START = "Patients starting mid-treatment"
+
+
+@app.command()
+def replay(
+    protocol: Annotated[
+        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+    ],
+    timeline: Annotated[Path, typer.Argument(help="A CSV timeline, long or wide format.")],
+    output_format: Annotated[
+        Literal["table", "jsonl", "csv"],
+        typer.Option(
+            "--format", help="Rich tables, JSON lines, or flattened CSV.", rich_help_panel=_OUTPUT
+        ),
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write here instead of stdout (atomically).", rich_help_panel=_OUTPUT),
+    ] = None,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            help="Counts per action and rule, rows accounted for, adherence.",
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Write one PNG per patient into this folder.", rich_help_panel=_OUTPUT),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write rejected rows here as CSV, for correction.", rich_help_panel=_OUTPUT
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Fail (exit 2) at the first bad row, writing nothing.")
+    ] = False,
+    format_in: Annotated[
+        Literal["long", "wide"] | None,
+        typer.Option(help="Force the input layout instead of detecting it."),
+    ] = None,
+    accept_implausible: Annotated[
+        bool, typer.Option(help="Use values outside their plausible range knowingly.")
+    ] = False,
+    start_state: Annotated[
+        str | None,
+        typer.Option(help="Every patient's state at the first row.", rich_help_panel=_START),
+    ] = None,
+    therapy_start: Annotated[
+        str | None, typer.Option(help="Date therapy started, YYYY-MM-DD.", rich_help_panel=_START)
+    ] = None,
+    memory: Annotated[
+        list[str],
+        typer.Option(
+            help="A remembered value for every patient, e.g. heme_holds=1.", rich_help_panel=_START
+        ),
+    ] = [],  # noqa: B006 - typer reads the default; it is never mutated
+) -> None:
+    """Replay patient timelines from CSV: every decision, every row accounted for.
+
+    Long format: patient_id,date,name,value,unit (one observation per row). Wide format:
+    patient_id,date and a column per observation with its unit, e.g. "anc [10^9/L]". Rows
+    named start_state or therapy_start set where a patient starts; dose_given records the dose
+    actually given, and the decision says whether it matched.
+
+    Example: [cyan]dosing replay imatinib-hes examples/imatinib-hes-timeline.csv --summary[/]
+    """
+    from dosing.replay_run import ReplayOptions, run_replay
+
+    loaded = catalog.load(protocol)
+    remembered = {
+        name: read_memory(loaded, name, text) for name, text in _pairs(memory, "--memory")
+    }
+    options = ReplayOptions(
+        output_format=output_format,
+        output=output,
+        summary=summary,
+        plot=plot,
+        rejects=rejects,
+        strict=strict,
+        format_in=format_in,
+        accept_implausible=accept_implausible,
+        start_state=start_state,
+        therapy_start=_date(therapy_start, "--therapy-start") if therapy_start else None,
+        memory=remembered,
+    )
+    if start_state is not None and start_state not in loaded.states:
+        raise ObservationError(
+            f"--start-state {start_state}: states are {', '.join(loaded.states)}"
+        )
+    run_replay(loaded, timeline, options)
 
 
 def main() -> None:

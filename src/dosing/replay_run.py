@@ -1,0 +1,175 @@
+"""`dosing replay` at the CLI edge: read the file, replay, write what was asked, report rows.
+
+Output goes to stdout or, with --output, to a file written atomically. Rejected rows are
+reported on stderr with their line numbers (and to --rejects as CSV). With --strict the first
+bad row ends the run with exit code 2 and nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import sys
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Literal
+
+import attrs
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dosing.errors import TimelineError
+from dosing.model import Protocol
+from dosing.output import console, error_console
+from dosing.replay import PatientReplay, StartPoint, Summary, replay
+from dosing.replay_output import (
+    CSV_FIELDS,
+    atomic_text,
+    csv_row,
+    jsonl_line,
+    patient_table,
+    rejected_message,
+    summary_view,
+    write_rejects,
+)
+from dosing.timeline import Rejected, Timeline, read_timeline
+
+PROGRESS_FROM_ROWS = 20_000
+_Write = Callable[[PatientReplay], None]
+_Advance = Callable[[], None]
+REPORTED_REJECTS = 20
+
+
+@attrs.frozen
+class ReplayOptions:
+    """What `dosing replay` was asked to do."""
+
+    output_format: Literal["table", "jsonl", "csv"] = "table"
+    output: Path | None = None
+    summary: bool = False
+    plot: Path | None = None
+    rejects: Path | None = None
+    strict: bool = False
+    format_in: Literal["long", "wide"] | None = None
+    accept_implausible: bool = False
+    start_state: str | None = None
+    therapy_start: dt.date | None = None
+    memory: dict[str, Fraction | str] = attrs.Factory(dict)
+
+
+def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timeline:
+    """Read a timeline file (UTF-8, with or without a byte-order mark)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            return read_timeline(stream, str(path), layout)
+    except FileNotFoundError:
+        raise TimelineError(f"no timeline file {path}") from None
+    except UnicodeDecodeError as error:
+        raise TimelineError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise TimelineError(f"cannot read {path}: {error.strerror}") from None
+
+
+@contextlib.contextmanager
+def _destination(path: Path | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+    else:
+        with atomic_text(path) as stream:
+            yield stream
+
+
+def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
+    """The whole replay command. Raises DosingError (exit 2) on a file that cannot be used."""
+    timeline = load_timeline(path, options.format_in)
+    source = str(path)
+    if timeline.resorted:
+        shown = ", ".join(timeline.resorted[:5]) + (" ..." if len(timeline.resorted) > 5 else "")
+        error_console.print(
+            f"note: rows were not in date order for {len(timeline.resorted)} patients "
+            f"({shown}); they were sorted by date",
+            highlight=False,
+        )
+    if timeline.rows == 0:
+        error_console.print(f"note: {source} has a header but no data rows", highlight=False)
+    start = StartPoint(options.start_state, options.therapy_start, options.memory)
+    patients = replay(
+        protocol, timeline, start, options.accept_implausible, keep_values=options.plot is not None
+    )
+    if options.strict:
+        patients = iter(_strict(list(patients), timeline, source))
+    summary = Summary()
+    rejected: list[Rejected] = list(timeline.rejected)
+    with _destination(options.output) as stream, _progress(timeline) as advance:
+        write = _writer(options.output_format, stream, options.output is None)
+        for patient in patients:
+            summary.add(patient)
+            rejected.extend(patient.rejected)
+            write(patient)
+            if options.plot is not None:
+                from dosing.plots import plot_patient
+
+                plot_patient(protocol, patient, options.plot)
+            advance()
+    if options.summary:
+        view = summary_view(summary, timeline)
+        to_stdout = options.output is not None or options.output_format == "table"
+        (console if to_stdout else error_console).print(view)
+    _report_rejects(rejected, source)
+    if options.rejects is not None:
+        write_rejects(options.rejects, rejected)
+
+
+def _strict(patients: list[PatientReplay], timeline: Timeline, source: str) -> list[PatientReplay]:
+    bad = list(timeline.rejected)
+    bad += [
+        row for p in patients for row in p.rejected if not row.reason.startswith("not replayed:")
+    ]
+    if bad:
+        first = min(bad)
+        raise TimelineError(f"{rejected_message(first, source)} (--strict: nothing was written)")
+    return patients
+
+
+def _writer(kind: str, stream: IO[str], terminal: bool) -> _Write:
+    if kind == "jsonl":
+
+        def write_jsonl(patient: PatientReplay) -> None:
+            stream.writelines(jsonl_line(decision) for decision in patient.decisions)
+
+        return write_jsonl
+    if kind == "csv":
+        rows = csv.writer(stream)
+        rows.writerow(CSV_FIELDS)
+        return lambda patient: rows.writerows(csv_row(d) for d in patient.decisions)
+    target = console if terminal else Console(file=stream, width=120, no_color=True)
+    return lambda patient: target.print(patient_table(patient))
+
+
+@contextlib.contextmanager
+def _progress(timeline: Timeline) -> Iterator[_Advance]:
+    if timeline.rows < PROGRESS_FROM_ROWS or not error_console.is_terminal:
+        yield lambda: None
+        return
+    columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=error_console, transient=True) as progress:
+        task = progress.add_task("patients", total=len(timeline.patients))
+        yield lambda: progress.advance(task)
+
+
+def _report_rejects(rejected: list[Rejected], source: str) -> None:
+    if not rejected:
+        return
+    refused = sorted(row for row in rejected if not row.reason.startswith("not replayed:"))
+    skipped = len(rejected) - len(refused)
+    error_console.print(
+        f"{len(refused)} rows rejected, {skipped} not replayed after a bad row "
+        "(use --rejects FILE to save them):",
+        highlight=False,
+    )
+    for row in refused[:REPORTED_REJECTS]:
+        error_console.print(f"  {rejected_message(row, source)}", highlight=False, soft_wrap=True)
+    if len(refused) > REPORTED_REJECTS:
+        error_console.print(f"  ... and {len(refused) - REPORTED_REJECTS} more", highlight=False)
