@@ -67,9 +67,10 @@ def step(
             warnings.append(f"{observation.name} is not used by {protocol.id}; ignored")
     memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
     facts = _gather(protocol, record, visit, merged, memory)
+    reads = protocol.reads.get(origin, frozenset())
     for name, why in facts.absent.items():
-        if name in protocol.labs and name in merged:
-            warnings.append(why)
+        if name in protocol.labs and name in merged and name in reads:
+            warnings.append(why)  # a stale result the rules here would have read
     state = protocol.states[origin]
     chosen, outcome, considered = _choose(state, facts)
     decide = _Decider(protocol, record, visit, patient_id, facts, merged, memory, warnings)

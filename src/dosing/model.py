@@ -243,4 +243,6 @@ class Protocol:
     """Site parameters with a unit, by name, in the unit they are written in."""
     max_daily_dose: Fraction | None
     readings: Mapping[str, Reading] = attrs.Factory(dict)
+    reads: Mapping[str, frozenset[str]] = attrs.Factory(dict)
+    """Per state, the observations its rules read (through CrCl and BSA too)."""
     scenarios: tuple[Scenario, ...] = ()

@@ -322,6 +322,20 @@ def load_protocol(text: str, name: str = "<protocol>") -> Protocol:
     return protocol
 
 
+_DERIVED_FROM = {"crcl": {"age", "weight", "sex", "creatinine"}, "bsa": {"height", "weight"}}
+
+
+def _reads(states: Mapping[str, State]) -> dict[str, frozenset[str]]:
+    reads = {}
+    for name, state in states.items():
+        names = set().union(*(guards.names_in(t.when) for t in state.transitions))
+        for derived, inputs in _DERIVED_FROM.items():
+            if derived in names or (derived == "bsa" and any(d.per_m2 for d in state.doses)):
+                names |= inputs
+        reads[name] = frozenset(names)
+    return reads
+
+
 def _readings(scope: Mapping[str, guards.NameType]) -> dict[str, Reading]:
     """Resolve every known spelling of every quantitative observation once, at compile time."""
     readings = {}
@@ -444,7 +458,7 @@ class _Builder:
             max_daily_dose=max_dose,
             readings=_readings(scope),
         )
-        return attrs.evolve(protocol, scenarios=self.scenarios(protocol))
+        return attrs.evolve(protocol, scenarios=self.scenarios(protocol), reads=_reads(states))
 
     def known(self, name: str, role: str, path: str) -> str:
         try:
