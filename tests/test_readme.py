@@ -58,12 +58,15 @@ def test_session_shown_is_what_dosing_prints() -> None:
         assert (result.stdout + result.stderr).rstrip("\n") == expected.rstrip("\n"), command
 
 
-def test_main_command_runs_the_shipped_protocol() -> None:
-    """The README's main command decides a visit (here without the install part)."""
+def test_main_command_replays_the_example() -> None:
+    """The README's main command replays the shipped example (here without the install part)."""
     command = marked_command("main-command").split("&& ")[-1]
+    assert command.startswith(".venv/bin/dosing replay imatinib-hes examples/")
     args = shlex.split(command)[1:]
+    env = {**os.environ, "COLUMNS": "120"}
     result = subprocess.run(
-        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, cwd=ROOT, env=env
     )
     assert result.returncode == 0, result.stderr
-    assert "imatinib 300 mg qd" in result.stdout
+    assert "resume-300-recurrence" in result.stdout
+    assert "observations: 116 = used 116" in result.stdout

@@ -1,0 +1,297 @@
+"""Replay: whole decision streams against expected files, bad input line by line, the CLI.
+
+Regenerate the expected streams after a deliberate protocol change, then review the diff:
+    python -m tests.test_replay
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dosing.catalog import load
+from dosing.replay import Summary, replay
+from dosing.replay_output import jsonl_line
+from dosing.replay_run import load_timeline
+from dosing.timeline import read_timeline
+from tests.conftest import ROOT
+
+HERE = Path(__file__).parent / "replay"
+COUNTS = "x10^9/L, 10^9/L, 10*9/L, G/L, 10^3/uL, K/uL, /mm3, /uL, cells/uL"
+TIMELINES = {
+    "imatinib-hes": ROOT / "examples" / "imatinib-hes-timeline.csv",
+    "tacrolimus-trough": ROOT / "examples" / "tacrolimus-trough-wide.csv",
+    "ruxolitinib-hes": HERE / "ruxolitinib-hes.csv",
+    "imatinib-escalation-nilg": HERE / "imatinib-escalation-nilg.csv",
+    "imatinib-low-dose-mdacc": HERE / "imatinib-low-dose-mdacc.csv",
+    "ruxolitinib-hlh": HERE / "ruxolitinib-hlh.csv",
+}
+
+
+def stream(protocol_id: str) -> list[dict[str, Any]]:
+    """The replay's JSON lines, with the protocol hash left out (it changes with any edit)."""
+    protocol = load(protocol_id)
+    records = []
+    for patient in replay(protocol, load_timeline(TIMELINES[protocol_id], None)):
+        for decision in patient.decisions:
+            record = json.loads(jsonl_line(decision))
+            record["protocol_sha256"] = "<sha256>"
+            records.append(record)
+    return records
+
+
+def expected_path(protocol_id: str) -> Path:
+    return HERE / f"{protocol_id}.expected.jsonl"
+
+
+@pytest.mark.parametrize("protocol_id", sorted(TIMELINES))
+def test_decision_stream_matches_the_expected_file(protocol_id: str) -> None:
+    """Every decision of the replay, field by field, is the reviewed one."""
+    expected = [json.loads(line) for line in expected_path(protocol_id).read_text().splitlines()]
+    assert stream(protocol_id) == expected
+
+
+def test_every_shipped_protocol_has_a_replay_test() -> None:
+    """A new protocol needs a timeline here."""
+    assert set(TIMELINES) == {path.stem for path in (ROOT / "protocols").glob("*.yaml")}
+
+
+def read(text: str) -> tuple[Any, Summary]:
+    timeline = read_timeline(text.splitlines(keepends=True), "t.csv")
+    summary = Summary()
+    for patient in replay(load("imatinib-hes"), timeline):
+        summary.add(patient)
+    return timeline, summary
+
+
+GOOD = """patient_id,date,name,value,unit
+P1,2026-01-05,age,50,years
+P1,2026-01-05,anc,3000,/mm3
+P1,2026-01-05,platelets,200,x10^9/L
+P1,2026-01-05,alt,20,U/L
+P1,2026-01-05,ast,20,U/L
+P1,2026-01-05,bilirubin,0.5,mg/dL
+P1,2026-01-05,bleeding,no,
+"""
+
+
+def test_a_clean_file_uses_every_row() -> None:
+    """Seven rows, one visit, one start at 400 mg."""
+    timeline, summary = read(GOOD)
+    assert (timeline.rows, summary.used, summary.decisions) == (7, 7, 1)
+    assert summary.actions == {"start": 1}
+
+
+def test_byte_order_mark_semicolons_and_quotes() -> None:
+    """A BOM, ';' as the delimiter and quoted fields read the same as the plain file."""
+    text = "\ufeff" + GOOD.replace(",", ";").replace("3000;/mm3", '"3000";"/mm3"')
+    timeline, summary = read(text)
+    assert (timeline.delimiter, summary.used, summary.actions) == (";", 7, {"start": 1})
+
+
+def test_rows_out_of_date_order_are_sorted_and_said() -> None:
+    """A later visit written first is sorted into place, and the patient is named."""
+    later = "P1,2026-01-12,anc,2500,/mm3\n"
+    timeline, summary = read(GOOD.replace("P1,2026-01-05,age", later + "P1,2026-01-05,age", 1))
+    assert timeline.resorted == ["P1"]
+    assert summary.actions == {"start": 1, "continue": 1}
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        (
+            "P1,2026-01-12,anc,3000\n",
+            "t.csv:9: column (row): 'P1,2026-01-12,anc,3000': 4 fields, expected 5 "
+            "(patient_id,date,name,value,unit)",
+        ),
+        (
+            "P1,2026-01-12,anc,3.0,\n",
+            f"t.csv:9: column value: '3.0': anc=3.0: a number needs its unit; accepted: {COUNTS}",
+        ),
+        (
+            "P1,2026-13-12,anc,3000,/mm3\n",
+            "t.csv:9: column date: '2026-13-12': expected an ISO date (YYYY-MM-DD) or date-time "
+            "(YYYY-MM-DDTHH:MM)",
+        ),
+        (
+            "P1,2026-01-12,neutro,3000,/mm3\n",
+            "t.csv:9: column name: 'neutro': not a known observation; known: anc, platelets",
+        ),
+    ],
+    ids=["ragged row", "unitless lab", "unparseable date", "unknown name"],
+)
+def test_a_bad_row_is_reported_and_no_good_row_is_lost(bad_line: str, message: str) -> None:
+    """Each bad row is named by line, column and value; every good row before it is used."""
+    from dosing.replay_output import rejected_message
+
+    timeline = read_timeline((GOOD + bad_line).splitlines(keepends=True), "t.csv")
+    rejected = list(timeline.rejected)
+    summary = Summary()
+    for patient in replay(load("imatinib-hes"), timeline):
+        summary.add(patient)
+        rejected.extend(patient.rejected)
+    assert len(rejected) == 1
+    assert rejected_message(rejected[0], "t.csv").startswith(message)
+    assert (summary.used, summary.decisions, summary.actions) == (7, 1, {"start": 1})
+
+
+def test_a_bad_row_stops_that_patient_only() -> None:
+    """P1's unitless ANC stops P1 at that visit; P2 in the same file is replayed in full."""
+    other = GOOD.replace("P1,", "P2,").split("\n", 1)[1]
+    text = GOOD + "P1,2026-01-12,anc,3.0,\nP1,2026-01-19,anc,3000,/mm3\n" + other
+    timeline = read_timeline(text.splitlines(keepends=True), "t.csv")
+    patients = {p.patient_id: p for p in replay(load("imatinib-hes"), timeline)}
+    assert len(patients["P1"].decisions) == 1
+    assert patients["P1"].stopped_at == 9
+    assert [r.reason for r in patients["P1"].rejected][1].startswith(
+        "not replayed: P1's replay stopped at line 9"
+    )
+    assert len(patients["P2"].decisions) == 1
+    assert patients["P2"].used == 7
+
+
+def test_empty_file_is_refused() -> None:
+    """An empty file has no header: a clear error, not an empty success."""
+    from dosing.errors import TimelineError
+
+    with pytest.raises(TimelineError, match=r"t.csv is empty: expected a header line"):
+        read_timeline([], "t.csv")
+
+
+def test_header_only_file_has_no_rows() -> None:
+    """A header with no rows replays nothing, and says so in the counts."""
+    timeline, summary = read("patient_id,date,name,value,unit\n")
+    assert (timeline.rows, summary.patients, summary.decisions) == (0, 0, 0)
+
+
+def test_wide_header_with_unknown_column_is_refused() -> None:
+    """A wide column that is no observation fails the file, naming the column."""
+    from dosing.errors import TimelineError
+
+    with pytest.raises(
+        TimelineError, match=r"t.csv:1: column 'neutro \[10\^9/L\]' is not a known observation"
+    ):
+        read_timeline(["patient_id,date,neutro [10^9/L]\n", "P1,2026-01-05,1.2\n"], "t.csv")
+
+
+def test_datetimes_are_read_as_their_date() -> None:
+    """2026-01-05T08:30 is the visit of 2026-01-05."""
+    _, summary = read(GOOD.replace("2026-01-05,anc", "2026-01-05T08:30,anc"))
+    assert summary.decisions == 1
+
+
+def dosing(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, env=env, cwd=cwd
+    )
+
+
+def test_cli_replays_the_example_with_a_summary() -> None:
+    """The README's example: a table per patient, and the counts."""
+    result = dosing("replay", "imatinib-hes", "examples/imatinib-hes-timeline.csv", "--summary")
+    assert result.returncode == 0, result.stderr
+    assert "resume-300-recurrence" in result.stdout
+    assert (
+        "observations: 116 = used 116 + superseded 0 + rejected 0 + not replayed 0" in result.stdout
+    )
+    assert (
+        "adherence: 15 of 16 recorded doses matched (94%); 1 after a refer not compared"
+        in result.stdout
+    )
+
+
+def test_cli_csv_output(tmp_path: Path) -> None:
+    """--format csv --output writes the flattened records with a header."""
+    out = tmp_path / "decisions.csv"
+    result = dosing(
+        "replay",
+        "tacrolimus-trough",
+        "examples/tacrolimus-trough-wide.csv",
+        "--format",
+        "csv",
+        "--output",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith(
+        "patient_id,date,protocol,protocol_version,protocol_sha256,state,action,doses"
+    )
+    assert len(lines) == 1 + 9
+
+
+def test_strict_fails_at_the_first_bad_row_and_writes_nothing(tmp_path: Path) -> None:
+    """--strict: exit 2 with the line-numbered message; the output file is never created."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text(GOOD + "P1,2026-01-12,anc,3.0,\n")
+    out = tmp_path / "out.jsonl"
+    result = dosing(
+        "replay", "imatinib-hes", str(bad), "--strict", "--format", "jsonl", "--output", str(out)
+    )
+    assert result.returncode == 2
+    assert f"{bad}:9: column value: '3.0': anc=3.0: a number needs its unit" in result.stderr
+    assert "(--strict: nothing was written)" in result.stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_rejects_file_and_stderr_report(tmp_path: Path) -> None:
+    """Without --strict the good rows are replayed, and the bad one goes to --rejects."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text(GOOD + "P1,2026-01-12,anc,3.0,\n")
+    rejects = tmp_path / "rejects.csv"
+    result = dosing(
+        "replay", "imatinib-hes", str(bad), "--format", "jsonl", "--rejects", str(rejects)
+    )
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 1
+    assert "1 rows rejected, 0 not replayed after a bad row" in result.stderr
+    assert rejects.read_text().splitlines() == [
+        "line,patient_id,column,value,reason",
+        f'9,P1,value,3.0,"anc=3.0: a number needs its unit; accepted: {COUNTS}"',
+    ]
+
+
+def test_plot_is_a_real_png(tmp_path: Path) -> None:
+    """--plot writes one PNG per patient, valid and of a sensible size."""
+    result = dosing(
+        "replay",
+        "imatinib-hes",
+        "examples/imatinib-hes-timeline.csv",
+        "--format",
+        "jsonl",
+        "--plot",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert [p.name for p in pngs] == ["P01.png", "P02.png", "P03.png"]
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", data[16:24])
+        assert (width, height) == (900, 450)
+        assert 10_000 < len(data) < 1_000_000
+
+
+def test_missing_timeline_file() -> None:
+    """A path that does not exist is one line on stderr."""
+    result = dosing("replay", "imatinib-hes", "no/such.csv")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: no timeline file no/such.csv"
+
+
+if __name__ == "__main__":
+    for protocol_id in sorted(TIMELINES):
+        lines = [json.dumps(record, ensure_ascii=False) for record in stream(protocol_id)]
+        expected_path(protocol_id).write_text("\n".join(lines) + "\n")
+        print(f"wrote {expected_path(protocol_id)} ({len(lines)} decisions)")
