@@ -283,10 +283,9 @@ class _Decider:
     def cannot_decide(
         self, state: State, outcome: Outcome, transition: Transition | None
     ) -> tuple[Decision, PatientRecord]:
-        # Ask for everything the state's rules lack, so one new draw settles it.
-        lacking = set(outcome.missing)
-        for other in state.transitions:
-            lacking |= evaluate(other.when, self.facts.values).missing
+        # Ask for everything the state's rules read and lack, so one new draw settles it.
+        reads = self.protocol.reads.get(state.name, frozenset())
+        lacking = set(outcome.missing) | {name for name in reads if name in self.facts.absent}
         for name in sorted(lacking):
             self.warnings.append(self.facts.absent.get(name, f"{name} is not known"))
         labels = ", ".join(sorted(self.label(name) for name in lacking))

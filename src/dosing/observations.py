@@ -9,7 +9,7 @@ import attrs
 
 from dosing.errors import ObservationError, UnitError
 from dosing.model import Protocol, Reading
-from dosing.units import accepted_spellings, conversion, format_number, split_value
+from dosing.units import Conversion, accepted_spellings, conversion, format_number, split_value
 from dosing.vocabulary import Categorical, Observable, category_value, observable
 
 
@@ -81,41 +81,76 @@ def read_observation(
     accept_implausible: bool = False,
 ) -> Observation:
     """Parse one observation. Raises ObservationError naming the value and what is accepted."""
-    entry = observable(name)
-    text = str(text).strip()
-    if isinstance(entry.measure, Categorical):
-        return Observation(entry.name, category_value(entry, text), text, drawn_on)
-    reading = reading_for(protocol, entry)
+    return ObservationReader(protocol, accept_implausible).read(name, text, drawn_on)
 
-    def accepted() -> str:  # only on the error path
-        known = reading.spellings or accepted_spellings(reading.unit, reading.molar_mass)
-        return ", ".join(known)
 
-    try:
-        number, spelled = split_value(text)
-    except UnitError as error:
-        raise ObservationError(
-            f"{entry.name}={text}: {error}; expected a number and a unit ({accepted()})"
-        ) from None
-    if not spelled:
-        if reading.bare_unit is None:
-            raise ObservationError(
-                f"{entry.name}={text}: a number needs its unit; accepted: {accepted()}"
+_Resolved = tuple[Observable, Reading | None]
+
+
+class ObservationReader:
+    """Reads many observations for one protocol, resolving each name and unit once.
+
+    A replay reads millions of values in a handful of spellings; the vocabulary entry, the
+    reading and the unit conversion are looked up once per (name, unit) and reused.
+    """
+
+    def __init__(self, protocol: Protocol | None, accept_implausible: bool = False) -> None:
+        self.protocol = protocol
+        self.accept_implausible = accept_implausible
+        self._names: dict[str, _Resolved] = {}
+        self._units: dict[tuple[str, str], Conversion] = {}
+
+    def _resolve(self, name: str) -> _Resolved:
+        resolved = self._names.get(name)
+        if resolved is None:
+            entry = observable(name)
+            reading = (
+                None
+                if isinstance(entry.measure, Categorical)
+                else reading_for(self.protocol, entry)
             )
-        spelled = reading.bare_unit
-    to_unit = reading.spellings.get(spelled)
-    if to_unit is None:
+            resolved = self._names[name] = (entry, reading)
+        return resolved
+
+    def read(self, name: str, text: str, drawn_on: dt.date) -> Observation:
+        """One observation; raises ObservationError naming the value and what is accepted."""
+        entry, reading = self._resolve(name)
+        text = str(text).strip()
+        if reading is None:
+            return Observation(entry.name, category_value(entry, text), text, drawn_on)
+
+        def accepted() -> str:  # only on the error path
+            known = reading.spellings or accepted_spellings(reading.unit, reading.molar_mass)
+            return ", ".join(known)
+
         try:
-            to_unit = conversion(spelled, reading.unit, entry.name, reading.molar_mass)
+            number, spelled = split_value(text)
         except UnitError as error:
             raise ObservationError(
-                f"{entry.name}={text}: {error}; accepted: {accepted()}"
+                f"{entry.name}={text}: {error}; expected a number and a unit ({accepted()})"
             ) from None
-    value = to_unit.apply(number)
-    if not accept_implausible and not reading.low <= value <= reading.high:
-        raise ObservationError(
-            f"{entry.name}={text}: {format_number(value)} {reading.unit} is outside the plausible "
-            f"range {format_number(reading.low)}-{format_number(reading.high)} {reading.unit}; "
-            "check for a typo, or accept it knowingly (--accept-implausible)"
-        )
-    return Observation(entry.name, value, text, drawn_on)
+        if not spelled:
+            if reading.bare_unit is None:
+                raise ObservationError(
+                    f"{entry.name}={text}: a number needs its unit; accepted: {accepted()}"
+                )
+            spelled = reading.bare_unit
+        to_unit = self._units.get((entry.name, spelled))
+        if to_unit is None:
+            to_unit = reading.spellings.get(spelled)
+            if to_unit is None:
+                try:
+                    to_unit = conversion(spelled, reading.unit, entry.name, reading.molar_mass)
+                except UnitError as error:
+                    raise ObservationError(
+                        f"{entry.name}={text}: {error}; accepted: {accepted()}"
+                    ) from None
+            self._units[(entry.name, spelled)] = to_unit
+        value = to_unit.apply(number)
+        if not self.accept_implausible and not reading.low <= value <= reading.high:
+            raise ObservationError(
+                f"{entry.name}={text}: {format_number(value)} {reading.unit} is outside the "
+                f"plausible range {format_number(reading.low)}-{format_number(reading.high)} "
+                f"{reading.unit}; check for a typo, or accept it knowingly (--accept-implausible)"
+            )
+        return Observation(entry.name, value, text, drawn_on)

@@ -19,7 +19,7 @@ from dosing.decision import Decision
 from dosing.engine import step
 from dosing.errors import DosingError
 from dosing.model import Protocol
-from dosing.observations import Observation, read_observation
+from dosing.observations import Observation, ObservationReader
 from dosing.patient import PatientRecord
 from dosing.timeline import Rejected, Row, Timeline, parse_day
 
@@ -87,6 +87,7 @@ def replay_patient(
     """One patient's rows (sorted by day) through the engine; with `stop_line`, no visit that
     holds a row from after that line of the file is decided."""
     result = PatientReplay(patient_id, stopped_at=stop_line)
+    reader = _reader(protocol, accept_implausible)
     record = PatientRecord(
         state=start.state,
         state_since=start.therapy_start,
@@ -108,7 +109,7 @@ def replay_patient(
             break
         try:
             observations, given, record, superseded = _read_visit(
-                protocol, patient_id, visit_rows, date, record, first, accept_implausible
+                protocol, reader, patient_id, visit_rows, date, record, first
             )
             decision, record = step(protocol, record, date, observations.values(), patient_id)
         except _BadRow as bad:
@@ -151,14 +152,27 @@ class _BadRow(Exception):
         self.row = row
 
 
+_readers: dict[tuple[int, bool], tuple[Protocol, ObservationReader]] = {}
+
+
+def _reader(protocol: Protocol, accept_implausible: bool) -> ObservationReader:
+    """One reader per protocol for the whole replay, so each unit is resolved once."""
+    key = (id(protocol), accept_implausible)
+    known = _readers.get(key)
+    if known is None or known[0] is not protocol:
+        _readers.clear()
+        known = _readers[key] = (protocol, ObservationReader(protocol, accept_implausible))
+    return known[1]
+
+
 def _read_visit(
     protocol: Protocol,
+    reader: ObservationReader,
     patient_id: str,
     visit_rows: list[Row],
     date: dt.date,
     record: PatientRecord,
     first: bool,
-    accept_implausible: bool,
 ) -> tuple[dict[str, Observation], str | None, PatientRecord, int]:
     observations: dict[str, Observation] = {}
     given: str | None = None
@@ -172,9 +186,7 @@ def _read_visit(
                 record = _start(protocol, record, row, first)
             else:
                 superseded += row.name in observations
-                observations[row.name] = read_observation(
-                    protocol, row.name, row.text, date, accept_implausible
-                )
+                observations[row.name] = reader.read(row.name, row.text, date)
         except DosingError as error:
             bad = Rejected(row.line, patient_id, row.column, row.text, str(error))
             raise _BadRow(bad, row) from None

@@ -82,7 +82,9 @@ class Conversion:
 
     def apply(self, value: Fraction) -> Fraction:
         """The value, in the canonical unit."""
-        return value * self.scale + self.offset
+        if self.offset:
+            return value * self.scale + self.offset
+        return value if self.scale == 1 else value * self.scale
 
     def invert(self, value: Fraction) -> Fraction:
         """A canonical value, back in the spelling's unit."""
@@ -112,7 +114,17 @@ def split_value(text: str) -> tuple[Fraction, str]:
         raise UnitError(
             f"'{text}' has a comma; write decimals with a point (1.2) and no thousands separator"
         )
-    return parse_number(number), unit
+    return _decimal(number), unit
+
+
+def _decimal(text: str) -> Fraction:
+    """A plain decimal ('-12.50', '.5') as an exact fraction; ~3x faster than Fraction(text)."""
+    whole, _, digits = text.partition(".")
+    if not digits:
+        return Fraction(int(whole or "0"))
+    negative = whole.startswith("-")
+    magnitude = int((whole.lstrip("+-") or "0") + digits)
+    return Fraction(-magnitude if negative else magnitude, 10 ** len(digits))
 
 
 def normalize_spelling(spelling: str) -> str:
@@ -222,10 +234,13 @@ def accepted_spellings(canonical: str, molar_mass: str | None = None) -> tuple[s
 
 
 def format_number(value: Fraction, places: int = 4) -> str:
-    """A fraction as a short decimal: exact when it terminates within `places`, else rounded."""
-    decimal = Decimal(value.numerator) / Decimal(value.denominator)
-    rounded = round(decimal, places)
-    text = format(rounded.normalize(), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    """A fraction as a short decimal: exact when it terminates within `places`, else rounded
+    (half to even). Integer arithmetic only: this runs for every reason of every decision."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    scaled = round(value * 10**places)
+    sign = "-" if scaled < 0 else ""
+    whole, fraction = divmod(abs(scaled), 10**places)
+    digits = str(fraction).rjust(places, "0").rstrip("0")
+    text = f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+    return "0" if text == "-0" else text
