@@ -29,13 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-UNITS = {
+UNITS: dict[str, list[tuple[str, float]]] = {
     "anc": [("/mm3", 1000), ("x10^9/L", 1), ("K/uL", 1)],
     "platelets": [("G/L", 1), ("x10^9/L", 1)],
     "alt": [("U/L", 1), ("IU/L", 1)],
     "bilirubin": [("mg/dL", 1), ("umol/L", 17.1)],
 }
-MEANS = {"anc": 3.5, "platelets": 220, "alt": 30, "bilirubin": 0.7}
+MEANS: dict[str, float] = {"anc": 3.5, "platelets": 220, "alt": 30, "bilirubin": 0.7}
 
 
 def generate(path: Path, patients: int, visits: int) -> int:
