@@ -295,3 +295,25 @@ if __name__ == "__main__":
         lines = [json.dumps(record, ensure_ascii=False) for record in stream(protocol_id)]
         expected_path(protocol_id).write_text("\n".join(lines) + "\n")
         print(f"wrote {expected_path(protocol_id)} ({len(lines)} decisions)")
+
+
+def test_mid_treatment_start_from_the_file_or_the_command_line(tmp_path: Path) -> None:
+    """start_state/therapy_start rows, or --start-state, place a patient mid-course."""
+    on_400 = GOOD.replace("P1,2026-01-05,age,50,years\n", "P1,2026-01-05,start_state,dose_400,\n")
+    on_400 = on_400.replace("anc,3000,/mm3", "anc,900,/mm3")
+    timeline = read_timeline(on_400.splitlines(keepends=True), "t.csv")
+    (patient,) = replay(load("imatinib-hes"), timeline)
+    assert [(d.state, d.action) for d in patient.decisions] == [("hold_heme", "hold")]
+    plain = tmp_path / "t.csv"
+    plain.write_text(GOOD.replace("anc,3000,/mm3", "anc,900,/mm3"))
+    result = dosing(
+        "replay", "imatinib-hes", str(plain), "--start-state", "dose_400", "--format", "jsonl"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["action"] == "hold"
+
+
+def test_loinc_codes_name_observations() -> None:
+    """751-8 in the name column is the ANC."""
+    _, summary = read(GOOD.replace(",anc,", ",751-8,"))
+    assert (summary.used, summary.actions) == (7, {"start": 1})
