@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -20,6 +20,9 @@ from dosing import catalog
 from dosing.errors import DosingError, ObservationError
 from dosing.observations import Observation, read_memory, read_observation
 from dosing.patient import PatientRecord
+
+if TYPE_CHECKING:
+    from dosing.store import Store
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -280,11 +283,141 @@ def replay(
     run_replay(loaded, timeline, options)
 
 
+_STORE = "Patient store"
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="The patient store (default: $DOSING_DB, else the user's data directory).",
+        rich_help_panel=_STORE,
+    ),
+]
+
+
+def _open_store(db: Path | None) -> Store:
+    from dosing.store import Store, default_path
+
+    return Store(db or default_path())
+
+
+@app.command()
+def visit(
+    patient: Annotated[
+        str | None, typer.Argument(help="The patient's id (asked if left out).")
+    ] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="Protocol for a new patient (asked if left out).")
+    ] = None,
+    date: Annotated[
+        str | None, typer.Option(help="Visit date, YYYY-MM-DD (default: today).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Enter a visit's labs at the prompt and decide the dose; the course is kept in the store.
+
+    Asks only for what the protocol reads in the patient's current state, with units shown;
+    Enter reuses a still-valid earlier result. Nothing is stored until the clinician accepts
+    or overrides the decision; Ctrl-C before that leaves the store as it was. Answers can be
+    piped on stdin.
+
+    Example: [cyan]dosing visit P01 --protocol imatinib-hes[/]
+    """
+    from dosing.output import console
+    from dosing.visit import rich_ask, run_visit
+
+    visit_date = _date(date, "--date") if date else dt.date.today()
+    with _open_store(db) as store:
+        run_visit(store, catalog.load, patient, protocol, visit_date, console, rich_ask(console))
+
+
+@app.command()
+def patients(db: DbOption = None) -> None:
+    """List the patients in the store with their state, dose and next due date.
+
+    Example: [cyan]dosing patients[/]
+    """
+    from rich.table import Table
+
+    from dosing.output import console
+    from dosing.visit import current_dose
+
+    table = Table("patient", "protocol", "state", "dose", "last visit", "next due")
+    with _open_store(db) as store:
+        for known in store.patients():
+            visits = store.visits(known.patient_id)
+            if not visits:
+                table.add_row(known.patient_id, known.protocol, "-", "-", "-", "-")
+                continue
+            last = visits[-1]
+            table.add_row(
+                known.patient_id,
+                known.protocol,
+                last.record.state or "-",
+                current_dose(last),
+                str(last.date),
+                last.decision.get("next_check") or "-",
+            )
+    console.print(table)
+
+
+@app.command()
+def history(
+    patient: Annotated[str, typer.Argument(help="The patient's id.")],
+    output_format: Annotated[
+        Literal["table", "jsonl", "csv", "timeline"],
+        typer.Option(
+            "--format",
+            help="table; jsonl or csv decision records (as replay writes them); timeline: a "
+            "long-format CSV that dosing replay reads back.",
+        ),
+    ] = "table",
+    plot: Annotated[Path | None, typer.Option(help="Write the course as a PNG here.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Show a patient's course: visits, labs, decisions and the clinician's answers.
+
+    Example: [cyan]dosing history P01 --format timeline > P01.csv[/]
+    """
+    from dosing.history import show_history
+
+    with _open_store(db) as store:
+        show_history(store, catalog.load, patient, output_format, plot)
+
+
+@app.command("import-timeline")
+def import_timeline(
+    protocol: Annotated[
+        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+    ],
+    timeline: Annotated[Path, typer.Argument(help="A CSV timeline, as dosing replay reads it.")],
+    db: DbOption = None,
+) -> None:
+    """Load a CSV timeline into the store, replaying it, and show each patient's current state.
+
+    Each decision is stored as accepted where the timeline's dose_given matches it (or none is
+    recorded), and as overridden with that dose otherwise.
+
+    Example: [cyan]dosing import-timeline imatinib-hes examples/imatinib-hes-timeline.csv[/]
+    """
+    from dosing.history import import_into_store
+
+    with _open_store(db) as store:
+        import_into_store(store, catalog.load(protocol), timeline)
+
+
 def main() -> None:
     """Entry point: run the app and turn errors into one-line messages."""
     try:
         app()
+    except KeyboardInterrupt:
+        sys.stderr.write("cancelled: nothing was stored\n")
+        raise SystemExit(130) from None
     except DosingError as error:
+        from dosing.visit import VisitCancelled
+
+        if isinstance(error, VisitCancelled):
+            sys.stderr.write(f"cancelled: {error}\n")
+            raise SystemExit(130) from None
         from dosing.output import error as show_error
 
         show_error(str(error))

@@ -91,3 +91,26 @@ class Decision:
 
 def _json_number(value: Fraction) -> int | float:
     return int(value) if value.denominator == 1 else float(format_number(value))
+
+
+def decision_from_json(record: dict[str, Any]) -> Decision:
+    """A decision record read back from its JSON form (the store, a JSONL file)."""
+    return Decision(
+        patient_id=record["patient_id"],
+        date=dt.date.fromisoformat(record["date"]),
+        protocol=record["protocol"],
+        protocol_version=record["protocol_version"],
+        protocol_sha256=record["protocol_sha256"],
+        state=record["state"],
+        action=record["action"],
+        doses=tuple(
+            DoseLine(d["drug"], Fraction(str(d["amount"])), d["unit"], d["frequency"])
+            for d in record["doses"]
+        ),
+        next_check=dt.date.fromisoformat(record["next_check"]) if record["next_check"] else None,
+        rules=tuple(RuleRef(r["id"], r["source"]) for r in record["rules"]),
+        reasons=tuple(record["reasons"]),
+        warnings=tuple(record["warnings"]),
+        dose_given=record.get("dose_given"),
+        matches_given=record.get("matches_given"),
+    )

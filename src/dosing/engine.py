@@ -81,6 +81,27 @@ def step(
     return decide.stay(state, considered)
 
 
+def missing_for_decision(
+    protocol: Protocol,
+    record: PatientRecord,
+    visit: dt.date,
+    observations: Iterable[Observation] = (),
+) -> frozenset[str]:
+    """The names whose absence keeps this visit from being decided (empty when it can be).
+
+    The prompt uses it to ask for an assessment only when the decision depends on it.
+    """
+    merged = dict(record.observations)
+    for observation in observations:
+        merged[observation.name] = observation
+    memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
+    facts = _gather(protocol, record, visit, merged, memory)
+    _, outcome, _ = _choose(protocol.states[record.state or protocol.initial], facts)
+    if outcome is None or outcome.truth is not None:
+        return frozenset()
+    return outcome.missing
+
+
 def _gather(
     protocol: Protocol,
     record: PatientRecord,

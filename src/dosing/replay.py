@@ -48,6 +48,8 @@ class PatientReplay:
     """The line of the row that stopped this patient's replay, if one did."""
     values: list[tuple[dt.date, str, Fraction]] = attrs.Factory(list)
     """Lab values by date (kept only when asked for, for plots)."""
+    visits: list[tuple[list[Observation], PatientRecord]] = attrs.Factory(list)
+    """Per decision, the visit's observations and the record after it (kept when asked for)."""
 
 
 def replay(
@@ -56,6 +58,7 @@ def replay(
     start: StartPoint | None = None,
     accept_implausible: bool = False,
     keep_values: bool = False,
+    keep_visits: bool = False,
 ) -> Iterator[PatientReplay]:
     """Replay every patient of a timeline, in the order they first appear. A row the timeline
     refused (a bad date, a ragged row) stops its patient's replay where it stood in the file."""
@@ -72,6 +75,7 @@ def replay(
             accept_implausible,
             first_bad.get(patient_id),
             keep_values,
+            keep_visits,
         )
 
 
@@ -83,6 +87,7 @@ def replay_patient(
     accept_implausible: bool = False,
     stop_line: int | None = None,
     keep_values: bool = False,
+    keep_visits: bool = False,
 ) -> PatientReplay:
     """One patient's rows (sorted by day) through the engine; with `stop_line`, no visit that
     holds a row from after that line of the file is decided."""
@@ -131,6 +136,8 @@ def replay_patient(
                 decision, dose_given=given, matches_given=_matches(given, decision)
             )
         result.decisions.append(decision)
+        if keep_visits:
+            result.visits.append((list(observations.values()), record))
         first = False
         index = end
     return result

@@ -106,6 +106,12 @@ def parse_number(text: str) -> Fraction:
 
 def split_value(text: str) -> tuple[Fraction, str]:
     """Split '1.2 x10^9/L' or '1200/mm3' into an exact number and the unit text ('' if none)."""
+    number, unit = split_text(text)
+    return _decimal(number), unit
+
+
+def split_text(text: str) -> tuple[str, str]:
+    """Split '1.2 x10^9/L' into the number as typed and the unit text ('' if none)."""
     match = _NUMBER.match(text)
     if match is None:
         raise UnitError(f"'{text}' does not start with a number")
@@ -114,7 +120,7 @@ def split_value(text: str) -> tuple[Fraction, str]:
         raise UnitError(
             f"'{text}' has a comma; write decimals with a point (1.2) and no thousands separator"
         )
-    return _decimal(number), unit
+    return number, unit
 
 
 def _decimal(text: str) -> Fraction:

@@ -1,0 +1,367 @@
+"""`dosing visit`: one patient's visit at the prompt, kept in the patient store.
+
+The conversation asks only for what the protocol reads in the patient's current state, each
+with its unit shown; a typo is explained and asked again, keeping everything typed so far.
+Nothing is written until the clinician has answered the decision; then the whole visit is
+written in one transaction. Ctrl-C or the end of input before that leaves the store as it was.
+Prompts read from a terminal or from piped stdin alike (rich prompts use input()).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from fractions import Fraction
+
+import attrs
+from rich.console import Console
+from rich.prompt import Prompt
+from rich.table import Table
+
+from dosing.decision import Decision
+from dosing.engine import missing_for_decision, step
+from dosing.errors import DosingError, ObservationError
+from dosing.model import Protocol
+from dosing.observations import Observation, ObservationReader
+from dosing.output import decision_panel
+from dosing.patient import PatientRecord
+from dosing.store import Patient, Response, Store, StoredVisit
+from dosing.units import format_number
+from dosing.vocabulary import VOCABULARY, Categorical
+
+Ask = Callable[[str, str | None], str]
+"""(question, default shown or None) -> the answer typed; raises EOFError at end of input."""
+
+
+def rich_ask(console: Console) -> Ask:
+    def ask(question: str, default: str | None) -> str:
+        if default is None:
+            return Prompt.ask(question, console=console)
+        return Prompt.ask(question, console=console, default=default, show_default=True)
+
+    return ask
+
+
+class VisitCancelled(DosingError):
+    """The visit was not completed (Ctrl-C or end of input); nothing was stored."""
+
+
+_DOSE = re.compile(
+    r"^\s*(?:(?P<drug>[A-Za-z][\w-]*)\s+)?(?P<amount>\d+(?:\.\d+)?)\s*mg\s+(?P<frequency>qd|bid|qod|weekly)\s*$"
+)
+
+
+@attrs.frozen
+class VisitResult:
+    """What a visit decided and stored."""
+
+    decision: Decision
+    response: Response
+    record: PatientRecord
+    visit_row: int
+
+
+def age_on(birth: dt.date, date: dt.date) -> Fraction:
+    """Exact age in years (days / 365.25), as the unit layer counts years."""
+    return Fraction((date - birth).days * 4, 1461)
+
+
+def run_visit(
+    store: Store,
+    protocol_for: Callable[[str], Protocol],
+    patient_id: str | None,
+    protocol_id: str | None,
+    date: dt.date,
+    console: Console,
+    ask: Ask,
+) -> VisitResult:
+    """The whole conversation for one visit. Raises VisitCancelled if it is not completed."""
+    try:
+        return _Conversation(store, protocol_for, console, ask, date).run(patient_id, protocol_id)
+    except (KeyboardInterrupt, EOFError):
+        raise VisitCancelled("the visit was not completed; nothing was stored") from None
+
+
+@attrs.define
+class _Conversation:
+    store: Store
+    protocol_for: Callable[[str], Protocol]
+    console: Console
+    ask: Ask
+    date: dt.date
+
+    def run(self, patient_id: str | None, protocol_id: str | None) -> VisitResult:
+        patient_id = patient_id or self.required("Patient id")
+        known = self.store.patient(patient_id)
+        history = self.store.visits(patient_id) if known else []
+        if known is None:
+            protocol = self.protocol_for(protocol_id or self.required("Protocol"))
+            patient = Patient(patient_id, protocol.id, self.new_facts(protocol))
+            record = PatientRecord()
+            self.console.print(f"New patient {patient_id} on {protocol.id}.")
+        else:
+            if protocol_id and protocol_id != known.protocol:
+                raise DosingError(
+                    f"{patient_id} is on {known.protocol}, not {protocol_id}; a change of "
+                    "protocol is not supported here"
+                )
+            protocol = self.protocol_for(known.protocol)
+            patient = known
+            record = history[-1].record if history else PatientRecord()
+            self.show_course(protocol, patient, history)
+        if history and self.date < history[-1].date:
+            raise DosingError(
+                f"the visit date {self.date} is before the last visit ({history[-1].date})"
+            )
+        observations = self.facts_as_observations(protocol, patient)
+        observations += self.ask_labs(protocol, record)
+        observations += self.ask_assessments(protocol, record, observations)
+        decision, after = step(protocol, record, self.date, observations, patient_id)
+        if history and history[-1].response and history[-1].response.kind == "overridden":
+            decision = attrs.evolve(
+                decision, warnings=(*decision.warnings, _override_note(history[-1], record))
+            )
+        self.console.print(decision_panel(decision))
+        response = self.answer(decision)
+        after, note = apply_choice(protocol, after, response, self.date)
+        if note:
+            self.console.print(note)
+        row = self.store.save_visit(
+            patient, known is None, self.date, observations, decision, response, after
+        )
+        self.console.print(
+            f"Saved visit {row} for {patient_id}. Next check: {decision.next_check or '-'}"
+        )
+        return VisitResult(decision, response, after, row)
+
+    def required(self, question: str) -> str:
+        while True:
+            answer = self.ask(question, None).strip()
+            if answer:
+                return answer
+            self.console.print(f"  {question} is required.")
+
+    def new_facts(self, protocol: Protocol) -> dict[str, str]:
+        facts: dict[str, str] = {}
+        for name in protocol.facts:
+            if name == "age":
+                while True:
+                    text = self.required("Birth date (YYYY-MM-DD)")
+                    try:
+                        birth = dt.date.fromisoformat(text)
+                    except ValueError:
+                        self.console.print(f"  '{text}' is not a date; write YYYY-MM-DD.")
+                        continue
+                    if birth > self.date:
+                        self.console.print(f"  {birth} is after the visit date {self.date}.")
+                        continue
+                    facts["birth_date"] = birth.isoformat()
+                    break
+            else:
+                facts[name] = self.valid(
+                    protocol, name, self.required(self.question(protocol, name))
+                )
+        return facts
+
+    def question(self, protocol: Protocol, name: str) -> str:
+        entry = VOCABULARY[name]
+        measure = entry.measure
+        if isinstance(measure, Categorical):
+            return f"{entry.label} ({'/'.join(measure.values)})"
+        reading = protocol.readings.get(name)
+        return f"{entry.label} ({reading.unit if reading else measure.canonical})"
+
+    def valid(self, protocol: Protocol, name: str, text: str) -> str:
+        """Ask again until the text reads as a valid observation; returns the text."""
+        reader = ObservationReader(protocol)
+        while True:
+            try:
+                reader.read(name, text, self.date)
+                return text
+            except ObservationError as error:
+                self.console.print(f"  [red]{error}[/]", highlight=False)
+                text = self.required(self.question(protocol, name))
+
+    def facts_as_observations(self, protocol: Protocol, patient: Patient) -> list[Observation]:
+        reader = ObservationReader(protocol)
+        observations = []
+        for name in protocol.facts:
+            if name == "age" and "birth_date" in patient.facts:
+                birth = dt.date.fromisoformat(patient.facts["birth_date"])
+                years = age_on(birth, self.date)
+                text = f"{format_number(years, 2)} years"
+                observations.append(Observation("age", years, f"{text} (born {birth})", self.date))
+            elif name == "age" and "age_on" in patient.facts:  # imported: an age on a date
+                then = reader.read("age", patient.facts["age"], self.date).value
+                assert isinstance(then, Fraction)
+                since = dt.date.fromisoformat(patient.facts["age_on"])
+                years = then + Fraction((self.date - since).days * 4, 1461)
+                text = f"{format_number(years, 2)} years"
+                observations.append(Observation("age", years, text, self.date))
+            elif name in patient.facts:
+                observations.append(reader.read(name, patient.facts[name], self.date))
+        return observations
+
+    def ask_labs(self, protocol: Protocol, record: PatientRecord) -> list[Observation]:
+        state = record.state or protocol.initial
+        reads = protocol.reads.get(state, frozenset())
+        reader = ObservationReader(protocol)
+        observations = []
+        for name in protocol.labs:
+            if name in reads:
+                observation = self.ask_one(protocol, reader, name, record)
+                if observation is not None:
+                    observations.append(observation)
+        return observations
+
+    def ask_assessments(
+        self, protocol: Protocol, record: PatientRecord, observations: list[Observation]
+    ) -> list[Observation]:
+        """Ask an assessment only while the decision depends on it, one at a time."""
+        reader = ObservationReader(protocol)
+        asked: list[Observation] = []
+        skipped: set[str] = set()
+        while True:
+            lacking = missing_for_decision(protocol, record, self.date, [*observations, *asked])
+            wanted = [
+                name
+                for name in protocol.assessments
+                if name in lacking and name not in skipped and name not in protocol.if_not_recorded
+            ]
+            if not wanted:
+                return asked
+            observation = self.ask_one(protocol, reader, wanted[0], record)
+            if observation is None:
+                skipped.add(wanted[0])
+            else:
+                asked.append(observation)
+
+    def ask_one(
+        self, protocol: Protocol, reader: ObservationReader, name: str, record: PatientRecord
+    ) -> Observation | None:
+        earlier = record.observations.get(name)
+        reusable = None
+        if earlier is not None and name in protocol.labs:
+            age = (self.date - earlier.drawn_on).days
+            if 0 <= age <= protocol.labs[name].max_age_days:
+                reusable = earlier
+        question = self.question(protocol, name)
+        if reusable is not None:
+            question += f" [Enter: {reusable.entered} from {reusable.drawn_on}]"
+        elif name in protocol.if_not_recorded:
+            question += f" [Enter: {protocol.if_not_recorded[name]}]"
+        else:
+            question += " [Enter: not measured]"
+        while True:
+            text = self.ask(question, None).strip()
+            if not text:
+                return reusable  # carried forward by the engine too; None = not measured
+            try:
+                return reader.read(name, text, self.date)
+            except ObservationError as error:
+                self.console.print(f"  [red]{error}[/]", highlight=False)
+
+    def answer(self, decision: Decision) -> Response:
+        choices = "accept/override" if decision.action != "refer" else "override"
+        while True:
+            text = self.ask(f"The clinician's answer ({choices})", None).strip().lower()
+            if text in ("a", "accept", "accepted") and decision.action != "refer":
+                return Response("accepted")
+            if text in ("o", "override", "overridden"):
+                break
+            self.console.print(f"  Answer {choices}.")
+        while True:
+            dose = self.required("Dose actually chosen (e.g. 400 mg qd, or none)")
+            if dose.lower() in ("none", "held", "hold") or _DOSE.match(dose):
+                break
+            self.console.print(
+                f"  '{dose}' is not a dose: write AMOUNT mg FREQUENCY (qd, bid, qod, weekly), "
+                "or none."
+            )
+        reason = self.required("Reason for the override")
+        return Response("overridden", dose, reason)
+
+    def show_course(self, protocol: Protocol, patient: Patient, history: list[StoredVisit]) -> None:
+        if not history:
+            self.console.print(f"{patient.patient_id} on {protocol.id}: no visits yet.")
+            return
+        last = history[-1]
+        table = Table(title=f"{patient.patient_id} on {protocol.id}", title_justify="left")
+        for column in ("state", "dose", "last visit", "next due"):
+            table.add_column(column)
+        table.add_row(
+            last.record.state or protocol.initial,
+            current_dose(last),
+            str(last.date),
+            last.decision.get("next_check") or "-",
+        )
+        self.console.print(table)
+        labs = Table("last labs", "value", "drawn", title_justify="left")
+        for name, observation in last.record.observations.items():
+            if name in protocol.labs:
+                labs.add_row(name, observation.entered, str(observation.drawn_on))
+        self.console.print(labs)
+
+
+def current_dose(visit: StoredVisit) -> str:
+    """The dose in force after a visit: the one chosen if overridden, else the one advised."""
+    if visit.response is not None and visit.response.kind == "overridden":
+        return f"{visit.response.dose} (overridden)"
+    doses = visit.decision.get("doses", [])
+    return (
+        ", ".join(f"{d['drug']} {d['amount']} {d['unit']} {d['frequency']}" for d in doses)
+        or "none"
+    )
+
+
+def _override_note(last: StoredVisit, record: PatientRecord) -> str:
+    assert last.response is not None
+    advised = ", ".join(
+        f"{d['amount']} {d['unit']} {d['frequency']}" for d in last.decision.get("doses", [])
+    )
+    return (
+        f"At the last visit ({last.date}) the recommendation ({advised or 'no dose'}) was "
+        f"overridden: {last.response.dose} chosen ({last.response.reason}). This decision starts "
+        f"from state {record.state}."
+    )
+
+
+def apply_choice(
+    protocol: Protocol, record: PatientRecord, response: Response, date: dt.date
+) -> tuple[PatientRecord, str]:
+    """The record after the clinician's answer: an overridden dose moves the patient to the
+    state (or ladder level) that gives it, when one does; the note says what was done."""
+    if response.kind != "overridden" or response.dose is None:
+        return record, ""
+    match = _DOSE.match(response.dose)
+    if match is None:
+        return record, (
+            f"The dose chosen ({response.dose}) is no protocol dose; the next decision continues "
+            f"from state {record.state}."
+        )
+    amount, frequency = Fraction(match["amount"]), match["frequency"]
+    state = protocol.states[record.state or protocol.initial]
+    for spec in state.doses:
+        slot = protocol.memory.get(spec.level_from or "")
+        if slot is not None and spec.frequency == frequency:
+            levels = protocol.ladders[slot.ladder].levels if slot.ladder else ()
+            on_step = slot.step is not None and (amount / slot.step).denominator == 1
+            if amount in levels or on_step:
+                memory = {**record.memory, slot.name: amount}
+                note = f"The next decision starts from the chosen {response.dose} ({slot.name})."
+                return attrs.evolve(record, memory=memory, dose_since=date), note
+    for candidate in protocol.states.values():
+        fixed = [d for d in candidate.doses if d.amount is not None]
+        if (
+            not candidate.final
+            and len(fixed) == 1
+            and fixed[0].amount == amount
+            and fixed[0].frequency == frequency
+        ):
+            moved = attrs.evolve(record, state=candidate.name, state_since=date, dose_since=date)
+            return moved, f"The next decision starts from state {candidate.name} ({response.dose})."
+    return record, (
+        f"No state of {protocol.id} gives {response.dose}; the next decision continues from "
+        f"state {record.state}."
+    )
