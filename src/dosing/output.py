@@ -12,8 +12,8 @@ from dosing.guards import QuantityType
 from dosing.model import DoseSpec, Protocol
 from dosing.units import format_number
 
-console = Console()
-error_console = Console(stderr=True)
+console = Console(highlight=False)  # no automatic number colouring: values matter here
+error_console = Console(stderr=True, highlight=False)
 
 _ACTION_STYLE = {
     "start": "bold green",

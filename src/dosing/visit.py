@@ -180,7 +180,7 @@ class _Conversation:
                 reader.read(name, text, self.date)
                 return text
             except ObservationError as error:
-                self.console.print(f"  [red]{error}[/]", highlight=False)
+                self.console.print(f"  [red]{error}[/]", highlight=False, soft_wrap=True)
                 text = self.required(self.question(protocol, name))
 
     def facts_as_observations(self, protocol: Protocol, patient: Patient) -> list[Observation]:
@@ -260,7 +260,7 @@ class _Conversation:
             try:
                 return reader.read(name, text, self.date)
             except ObservationError as error:
-                self.console.print(f"  [red]{error}[/]", highlight=False)
+                self.console.print(f"  [red]{error}[/]", highlight=False, soft_wrap=True)
 
     def answer(self, decision: Decision) -> Response:
         choices = "accept/override" if decision.action != "refer" else "override"
