@@ -1,0 +1,77 @@
+"""The patient store: migrations, permissions, append-only history, exact round trips."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import stat
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from dosing.observations import Observation
+from dosing.patient import PatientRecord
+from dosing.store import SCHEMA_VERSION, Store, StoreError, record_from_json, record_to_json
+
+
+def test_new_store_is_owner_only_and_migrated(tmp_path: Path) -> None:
+    """A new store file is created 0600 and at the current schema version."""
+    path = tmp_path / "deep" / "patients.sqlite"
+    with Store(path) as store:
+        assert store.version == SCHEMA_VERSION == 1
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_migrates_an_empty_file(tmp_path: Path) -> None:
+    """An existing empty file is migrated from version 0."""
+    path = tmp_path / "empty.sqlite"
+    path.touch(mode=0o600)
+    with Store(path) as store:
+        assert store.version == 1
+        tables = {
+            r[0]
+            for r in store.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    assert {"patients", "visits", "observations", "decisions", "responses", "records"} <= tables
+
+
+def test_wal_mode(tmp_path: Path) -> None:
+    """The journal is write-ahead."""
+    with Store(tmp_path / "p.sqlite") as store:
+        assert store.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_history_is_append_only(tmp_path: Path) -> None:
+    """UPDATE and DELETE are refused on every table."""
+    with Store(tmp_path / "p.sqlite") as store:
+        store.connection.execute(
+            "INSERT INTO visits (patient_id, date, recorded_at) VALUES ('P', '2026-01-05', 'now')"
+        )
+        with pytest.raises(sqlite3.DatabaseError, match="history is append-only"):
+            store.connection.execute("UPDATE visits SET date = '2026-01-06'")
+        with pytest.raises(sqlite3.DatabaseError, match="history is append-only"):
+            store.connection.execute("DELETE FROM visits")
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A store written by a newer dosing is not opened blindly."""
+    path = tmp_path / "p.sqlite"
+    with Store(path) as store:
+        store.connection.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="has schema version 99; this dosing knows up to 1"):
+        Store(path)
+
+
+def test_record_round_trip_is_exact() -> None:
+    """A patient record survives the store exactly: fractions, dates, memory, observations."""
+    day = dt.date(2026, 1, 5)
+    record = PatientRecord(
+        state="dose_300",
+        state_since=day,
+        therapy_started_on=day,
+        dose_since=day,
+        memory={"heme_holds": Fraction(1), "held_from": "dose_400", "level": Fraction(300)},
+        observations={"anc": Observation("anc", Fraction(6, 5), "1200/mm3", day)},
+    )
+    assert record_from_json(record_to_json(record)) == record

@@ -1,0 +1,243 @@
+"""dosing visit: piped answers, a real terminal, a crash mid-write, overrides, history, import."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.conftest import ROOT
+
+FIRST = [
+    "P01", "imatinib-hes", "1975-06-01", "F", "70 kg", "170 cm",
+    "1.2 mg/dL", "1.2 x10^9/L", "180 x10^9/L", "30 U/L", "28 U/L", "0.7 mg/dL", "accept",
+]  # fmt: skip
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", **extra}
+
+
+def visit(db: Path, answers: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run dosing visit with answers piped on stdin, one per line."""
+    return subprocess.run(
+        [sys.executable, "-m", "dosing", "visit", "--db", str(db), *args],
+        input="\n".join(answers) + "\n", capture_output=True, text=True, env=env(), cwd=ROOT,
+    )  # fmt: skip
+
+
+def dosing(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, env=env(), cwd=ROOT
+    )
+
+
+def test_piped_first_visit_explains_a_wrong_unit_and_keeps_going(tmp_path: Path) -> None:
+    """A wrong unit is explained and asked again; the rest is kept; 300 mg qd is stored."""
+    db = tmp_path / "p.sqlite"
+    result = visit(db, FIRST, "--date", "2026-01-05")
+    assert result.returncode == 0, result.stderr
+    assert "anc=1.2 mg/dL: mg/dL measures mass concentration" in result.stdout
+    assert "START  imatinib 300 mg qd" in result.stdout
+    assert "Saved visit 1 for P01. Next check: 2026-01-12" in result.stdout
+
+
+def test_end_of_input_stores_nothing(tmp_path: Path) -> None:
+    """Answers that stop before the decision is answered leave the store empty."""
+    db = tmp_path / "p.sqlite"
+    result = visit(db, FIRST[:-1], "--date", "2026-01-05")
+    assert result.returncode == 130
+    assert "nothing was stored" in result.stderr
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT count(*) FROM visits").fetchone() == (0,)
+        assert connection.execute("SELECT count(*) FROM patients").fetchone() == (0,)
+
+
+def test_real_terminal_session(tmp_path: Path) -> None:
+    """Through a pseudo-terminal: a new patient, a wrong unit, 300 mg qd accepted; a week
+    later the state is shown, ANC 0.8 gives a hold, and the history shows both visits."""
+    db = tmp_path / "p.sqlite"
+    command = f"{sys.executable} -m dosing visit --db {db} --date 2026-01-05"
+    child = pexpect.spawn(
+        command, cwd=str(ROOT), env=env(TERM="xterm"), encoding="utf-8", timeout=30
+    )
+    for prompt, answer in [
+        ("Patient id", "P01"), ("Protocol", "imatinib-hes"), ("Birth date", "1975-06-01"),
+        ("sex", "F"), ("weight", "70 kg"), ("height", "170 cm"), ("ANC", "1.2 mg/dL"),
+    ]:  # fmt: skip
+        child.expect(prompt)
+        child.sendline(answer)
+    child.expect("mg/dL measures mass concentration, but anc is measured as count per volume")
+    child.expect("ANC")
+    child.sendline("1.2 x10^9/L")
+    for prompt, answer in [
+        ("platelets", "180 x10^9/L"),
+        ("ALT", "30 U/L"),
+        ("AST", "28 U/L"),
+        ("bilirubin", "0.7 mg/dL"),
+    ]:
+        child.expect(prompt)
+        child.sendline(answer)
+    child.expect("START[^\n]*imatinib 300 mg qd")  # bold styling may sit between the words
+    child.expect("answer")
+    child.sendline("accept")
+    child.expect("Saved visit 1 for P01")
+    child.expect(pexpect.EOF)
+
+    command = f"{sys.executable} -m dosing visit P01 --db {db} --date 2026-01-12"
+    child = pexpect.spawn(
+        command, cwd=str(ROOT), env=env(TERM="xterm"), encoding="utf-8", timeout=30
+    )
+    child.expect("dose_300")
+    child.expect("ANC")
+    child.sendline("0.8 x10^9/L")
+    for _ in range(4):  # platelets, ALT, AST, bilirubin: Enter reuses last week's results
+        child.expect("Enter: ")
+        child.sendline("")
+    child.expect("HOLD")
+    child.expect("answer")
+    child.sendline("accept")
+    child.expect("Saved visit 2 for P01")
+    child.expect(pexpect.EOF)
+
+    history = dosing("history", "P01", "--db", str(db), "--format", "jsonl")
+    records = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [(r["date"], r["action"], r["state"]) for r in records] == [
+        ("2026-01-05", "start", "dose_300"),
+        ("2026-01-12", "hold", "hold_heme"),
+    ]
+
+
+def test_killed_mid_write_leaves_all_or_nothing(tmp_path: Path) -> None:
+    """SIGKILL inside the visit's transaction: the store opens, passes integrity_check, and
+    holds the earlier visit whole and nothing of the interrupted one."""
+    db = tmp_path / "p.sqlite"
+    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
+    answers = "\n".join(["0.8 x10^9/L", "", "", "", "", "accept"]) + "\n"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "dosing", "visit", "P01", "--db", str(db), "--date", "2026-01-12"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        env=env(DOSING_TEST_PAUSE_IN_VISIT_WRITE="60"),
+    )  # fmt: skip
+    assert child.stdin is not None
+    assert child.stdout is not None
+    child.stdin.write(answers)
+    child.stdin.close()
+    seen = ""
+    while "writing visit" not in seen:
+        chunk = child.stdout.readline()
+        assert chunk, f"the visit ended before writing: {seen[-500:]}"
+        seen += chunk
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        for table, count in [("visits", 1), ("decisions", 1), ("responses", 1), ("records", 1)]:
+            assert connection.execute(f"SELECT count(*) FROM {table}").fetchone() == (count,), table
+        assert connection.execute(
+            "SELECT count(*) FROM observations WHERE visit NOT IN (SELECT row FROM visits)"
+        ).fetchone() == (0,)
+    history = dosing("history", "P01", "--db", str(db), "--format", "jsonl")
+    assert [json.loads(line)["date"] for line in history.stdout.splitlines()] == ["2026-01-05"]
+
+
+def test_override_is_stored_shown_and_the_next_decision_starts_from_it(tmp_path: Path) -> None:
+    """Recovery after a hold from 300 mg is a refer; the clinician chooses 300 mg qd with a
+    reason; the history shows it, and the next decision starts from dose_300 and says so."""
+    db = tmp_path / "p.sqlite"
+    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
+    assert (
+        visit(
+            db, ["0.8 x10^9/L", "", "", "", "", "accept"], "P01", "--date", "2026-01-12"
+        ).returncode
+        == 0
+    )
+    third = visit(
+        db,
+        [*["2.0 x10^9/L", "200 x10^9/L", "30 U/L", "28 U/L", "0.7 mg/dL"], "override", "300 mg qd",
+         "tolerated 300 mg before"],
+        "P01", "--date", "2026-01-19",
+    )  # fmt: skip
+    assert third.returncode == 0, third.stderr
+    assert "REFER" in third.stdout
+    assert "The next decision starts from state dose_300 (300 mg qd)." in third.stdout
+    table = subprocess.run(
+        [sys.executable, "-m", "dosing", "history", "P01", "--db", str(db)],
+        capture_output=True, text=True, env=env(COLUMNS="250"), cwd=ROOT,
+    )  # fmt: skip
+    assert "overridden: 300 mg qd (tolerated 300 mg before)" in table.stdout
+    fourth = visit(
+        db,
+        ["2.1 x10^9/L", "210 x10^9/L", "29 U/L", "27 U/L", "0.6 mg/dL", "accept"],
+        "P01",
+        "--date",
+        "2026-01-26",
+    )
+    assert fourth.returncode == 0, fourth.stderr
+    assert "CONTINUE  imatinib 300 mg qd" in fourth.stdout
+    said = "was overridden: 300 mg qd chosen (tolerated 300 mg before). This decision starts"
+    assert said in " ".join(fourth.stdout.replace("│", " ").split())
+    patients = dosing("patients", "--db", str(db))
+    assert "P01" in patients.stdout
+    assert "imatinib 300 mg qd" in patients.stdout
+
+
+def test_history_timeline_replays_to_the_same_decisions(tmp_path: Path) -> None:
+    """--format timeline is a CSV that dosing replay reads back to the stored decisions."""
+    db = tmp_path / "p.sqlite"
+    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
+    assert (
+        visit(
+            db, ["0.8 x10^9/L", "", "", "", "", "accept"], "P01", "--date", "2026-01-12"
+        ).returncode
+        == 0
+    )
+    exported = tmp_path / "P01.csv"
+    exported.write_text(dosing("history", "P01", "--db", str(db), "--format", "timeline").stdout)
+    replayed = dosing("replay", "imatinib-hes", str(exported), "--format", "jsonl")
+    assert replayed.returncode == 0, replayed.stderr
+    actions = [
+        (json.loads(line)["action"], json.loads(line)["matches_given"])
+        for line in replayed.stdout.splitlines()
+    ]
+    assert actions == [("start", True), ("hold", True)]
+
+
+def test_import_timeline_then_continue_at_the_prompt(tmp_path: Path) -> None:
+    """An imported course lands in the store with its current state; the next visit goes on."""
+    db = tmp_path / "p.sqlite"
+    imported = dosing(
+        "import-timeline", "imatinib-hes", "examples/imatinib-hes-timeline.csv", "--db", str(db)
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert "hold_hepatic" in imported.stdout
+    assert "dose_300" in imported.stdout
+    again = dosing(
+        "import-timeline", "imatinib-hes", "examples/imatinib-hes-timeline.csv", "--db", str(db)
+    )
+    assert "P01 is already in the store: not imported." in again.stdout
+    nxt = visit(
+        db,
+        ["2.2 x10^9/L", "150 x10^9/L", "31 U/L", "30 U/L", "15 umol/L", "partial", "accept"],
+        "P03",
+        "--date",
+        "2026-02-11",
+    )
+    assert nxt.returncode == 0, nxt.stderr
+    assert "CONTINUE  imatinib 300 mg qd" in nxt.stdout
+
+
+@pytest.mark.parametrize("command", ["visit", "patients", "history", "import-timeline"])
+def test_store_commands_have_help_with_an_example(command: str) -> None:
+    """Every store command's help ends with an example."""
+    result = dosing(command, "--help")
+    assert result.returncode == 0
+    assert "Example:" in result.stdout
