@@ -241,3 +241,44 @@ def test_store_commands_have_help_with_an_example(command: str) -> None:
     result = dosing(command, "--help")
     assert result.returncode == 0
     assert "Example:" in result.stdout
+
+
+def test_history_plot_is_a_png(tmp_path: Path) -> None:
+    """history --plot reuses the replay plot and writes a valid PNG."""
+    db = tmp_path / "p.sqlite"
+    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
+    png = tmp_path / "course.png"
+    result = dosing("history", "P01", "--db", str(db), "--plot", str(png))
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_superseding_visit_replaces_the_old_one_in_the_course(tmp_path: Path) -> None:
+    """A correction is a new row naming the one it supersedes; the course shows the new one."""
+    db = tmp_path / "p.sqlite"
+    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
+    assert (
+        visit(
+            db, ["0.8 x10^9/L", "", "", "", "", "accept"], "P01", "--date", "2026-01-12"
+        ).returncode
+        == 0
+    )
+    with sqlite3.connect(db) as connection:
+        old = connection.execute("SELECT row FROM visits WHERE date = '2026-01-12'").fetchone()[0]
+        new = connection.execute(
+            "INSERT INTO visits (patient_id, date, recorded_at, supersedes) "
+            "VALUES ('P01', '2026-01-13', 'now', ?)",
+            (old,),
+        ).lastrowid
+        for table, column in (("decisions", "visit"), ("records", "visit")):
+            connection.execute(
+                f"INSERT INTO {table} SELECT NULL, ?, "
+                + ("protocol_sha256, record" if table == "decisions" else "record")
+                + f" FROM {table} WHERE {column} = ?",
+                (new, old),
+            )
+    history = dosing("history", "P01", "--db", str(db), "--format", "jsonl")
+    dates = [json.loads(line)["date"] for line in history.stdout.splitlines()]
+    assert len(dates) == 2
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT count(*) FROM visits").fetchone() == (3,)
