@@ -126,9 +126,9 @@ def dnf(guard: Guard, negated: bool = False) -> list[list[Atom]]:
 Region = dict[str, Interval | frozenset[str]]
 
 
-def region(atoms: list[Atom]) -> Region | None:
-    """The box of inputs satisfying all `atoms`, or None when there is none."""
-    box: Region = {}
+def region(atoms: list[Atom], start: Region | None = None) -> Region | None:
+    """The box of inputs satisfying all `atoms` (within `start`), or None when there is none."""
+    box: Region = dict(start or {})
     for atom in atoms:
         key = variable(atom)
         if isinstance(atom, Membership):

@@ -242,6 +242,8 @@ class Protocol:
     constants: Mapping[str, Fraction]
     """Site parameters with a unit, by name, in the unit they are written in."""
     max_daily_dose: Fraction | None
+    strengths: Mapping[str, tuple[Fraction, ...]] = attrs.Factory(dict)
+    """Per drug, the strengths available; every dose must be made of them."""
     readings: Mapping[str, Reading] = attrs.Factory(dict)
     reads: Mapping[str, frozenset[str]] = attrs.Factory(dict)
     """Per state, the observations its rules read (through CrCl and BSA too)."""

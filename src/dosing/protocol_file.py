@@ -189,6 +189,8 @@ class ScenarioDefaults:
 @attrs.frozen
 class LimitsEntry:
     max_daily_dose: str | None = None
+    strengths: dict[str, list[str]] = attrs.Factory(dict)
+    """Per drug, the strengths available (tablets, capsules): doses must be made of them."""
 
 
 @attrs.frozen
@@ -456,6 +458,13 @@ class _Builder:
             scope=scope,
             constants={name: value for name, (value, _) in self.constants().items()},
             max_daily_dose=max_dose,
+            strengths={
+                drug: tuple(
+                    self.quantity(text, "mg", f"limits.strengths.{drug}[{i}]")
+                    for i, text in enumerate(values)
+                )
+                for drug, values in entry.limits.strengths.items()
+            },
             readings=_readings(scope),
         )
         return attrs.evolve(protocol, scenarios=self.scenarios(protocol), reads=_reads(states))

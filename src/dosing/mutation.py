@@ -1,0 +1,253 @@
+"""Mutation testing of a protocol's scenarios: would they notice a small mistake in a rule?
+
+Mutants are made from the loaded protocol (not its text):
+- a comparator flipped: < and <=, > and >= swapped;
+- a threshold nudged by +10% and -10%;
+- a rule's target state swapped for another state;
+- the priorities of two rules of a state swapped.
+
+A mutant is caught when some scenario visit no longer gets what the file expects, gets a
+different decision from the unmutated protocol (state, action, doses or the rule that fired,
+all of which a user sees), or the engine refuses to decide. Every surviving mutant is a
+scenario nobody wrote yet.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator
+from fractions import Fraction
+
+import attrs
+
+from dosing.check import Finding
+from dosing.errors import DosingError
+from dosing.guards import (
+    Comparison,
+    Complement,
+    Conjunction,
+    CountType,
+    Disjunction,
+    Guard,
+    Membership,
+    Tally,
+    comparisons_in,
+)
+from dosing.model import Protocol, Scenario, State, Transition
+from dosing.scenarios import run_scenario
+from dosing.units import format_number
+
+TARGET = Fraction(9, 10)
+_FLIP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
+
+
+@attrs.frozen
+class Mutant:
+    """One small change to one rule."""
+
+    where: str
+    change: str
+    protocol: Protocol
+
+
+@attrs.frozen
+class MutationResult:
+    """How many mutants the scenarios caught, and the ones they missed."""
+
+    protocol: str
+    total: int
+    caught: int
+    survivors: tuple[Mutant, ...]
+
+    @property
+    def score(self) -> Fraction:
+        return Fraction(self.caught, self.total) if self.total else Fraction(1)
+
+    def __str__(self) -> str:
+        share = format_number(self.score * 100, 1)
+        return f"{self.caught} of {self.total} mutants caught ({share}%; target >= 90%)"
+
+    def findings(self) -> list[Finding]:
+        found = [
+            Finding(
+                "mutation", "warning", mutant.where, f"survived: {mutant.change} (add a scenario)"
+            )
+            for mutant in self.survivors
+        ]
+        if self.score < TARGET:
+            found.append(
+                Finding("mutation", "error", self.protocol, f"mutation score too low: {self}")
+            )
+        return found
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "total": self.total,
+            "caught": self.caught,
+            "score": float(self.score),
+            "survivors": [{"where": m.where, "change": m.change} for m in self.survivors],
+        }
+
+
+Outcome = list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
+
+
+def mutation_score(protocol: Protocol) -> MutationResult:
+    """Run every mutant against the scenarios."""
+    baseline = [_outcome(protocol, scenario) for scenario in protocol.scenarios]
+    survivors = []
+    total = 0
+    for mutant in mutants(protocol):
+        total += 1
+        if not _caught(mutant.protocol, baseline):
+            survivors.append(mutant)
+    return MutationResult(protocol.id, total, total - len(survivors), tuple(survivors))
+
+
+def _outcome(protocol: Protocol, scenario: Scenario) -> Outcome:
+    results = run_scenario(protocol, scenario)
+    if any(result.failures for result in results):
+        raise _Failed
+    return [
+        (
+            r.decision.state,
+            r.decision.action,
+            tuple(dose.short() for dose in r.decision.doses),
+            tuple(rule.id for rule in r.decision.rules),
+        )
+        for r in results
+    ]
+
+
+class _Failed(Exception):
+    """A scenario's expectation failed."""
+
+
+def _caught(protocol: Protocol, baseline: list[Outcome]) -> bool:
+    for scenario, expected in zip(protocol.scenarios, baseline, strict=True):
+        try:
+            if _outcome(protocol, scenario) != expected:
+                return True
+        except (_Failed, DosingError):
+            return True
+    return False
+
+
+def mutants(protocol: Protocol) -> Iterator[Mutant]:
+    """Every mutant of the protocol, in file order."""
+    names = list(protocol.states)
+    for name, state in protocol.states.items():
+        for index, transition in enumerate(state.transitions):
+            where = f"states.{name}.transitions[{index}] ({transition.rule})"
+            for atom in comparisons_in(transition.when):
+                if not isinstance(atom, Comparison):
+                    continue
+                changes = []
+                if atom.op in _FLIP:
+                    changes.append(
+                        (
+                            attrs.evolve(atom, op=_FLIP[atom.op]),
+                            f"'{atom.text}' with {atom.op} read as {_FLIP[atom.op]}",
+                        )
+                    )
+                for factor, label in ((Fraction(11, 10), "+10%"), (Fraction(9, 10), "-10%")):
+                    changes.append(
+                        (
+                            attrs.evolve(atom, factor=atom.factor * factor),
+                            f"'{atom.text}' with its threshold {label}",
+                        )
+                    )
+                for mutated, change in changes:
+                    if not _equivalent(protocol, atom, mutated):
+                        yield _with(protocol, state, index, atom, mutated, where, change)
+            other = next((n for n in names if n != transition.target and n != name), None)
+            if other is not None:
+                swapped = attrs.evolve(transition, target=other)
+                yield Mutant(
+                    where,
+                    f"target {transition.target} swapped for {other}",
+                    _replace_transition(protocol, state, index, swapped),
+                )
+            for later in range(index + 1, len(state.transitions)):
+                partner = state.transitions[later]
+                if partner.priority != transition.priority:
+                    transitions = list(state.transitions)
+                    transitions[index] = attrs.evolve(transition, priority=partner.priority)
+                    transitions[later] = attrs.evolve(partner, priority=transition.priority)
+                    changed = attrs.evolve(state, transitions=tuple(transitions))
+                    yield Mutant(
+                        where,
+                        f"priorities of '{transition.rule}' ({transition.priority}) and "
+                        f"'{partner.rule}' ({partner.priority}) swapped",
+                        attrs.evolve(protocol, states={**protocol.states, name: changed}),
+                    )
+                    break
+
+
+_WHOLE_DAYS = frozenset({"days_on_therapy", "days_in_state", "days_at_dose"})
+
+
+def _equivalent(protocol: Protocol, atom: Comparison, mutated: Comparison) -> bool:
+    """Whether no value the subject can take tells the two comparisons apart: a dose on a
+    ladder takes only its levels; counts and days are whole numbers. Such a mutant cannot
+    be caught by any scenario, so it is not counted."""
+    if atom.reference is not None:
+        return False
+    values: list[Fraction]
+    slot = protocol.memory.get(atom.subject)
+    if slot is not None and slot.ladder is not None:
+        values = list(protocol.ladders[slot.ladder].levels)
+    elif atom.subject in _WHOLE_DAYS or isinstance(protocol.scope.get(atom.subject), CountType):
+        middle = int(atom.factor)
+        values = [
+            Fraction(n) for n in range(max(0, middle - 3 - middle // 5), middle + 4 + middle // 5)
+        ]
+    else:
+        return False
+    compare = {
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+        "==": operator.eq,
+        "!=": operator.ne,
+    }
+    return all(
+        compare[atom.op](value, atom.factor) == compare[mutated.op](value, mutated.factor)
+        for value in values
+    )
+
+
+def _with(
+    protocol: Protocol,
+    state: State,
+    index: int,
+    old: Comparison,
+    new: Comparison,
+    where: str,
+    change: str,
+) -> Mutant:
+    transition = state.transitions[index]
+    mutated = attrs.evolve(transition, when=_replace(transition.when, old, new))
+    return Mutant(where, change, _replace_transition(protocol, state, index, mutated))
+
+
+def _replace_transition(protocol: Protocol, state: State, index: int, new: Transition) -> Protocol:
+    transitions = list(state.transitions)
+    transitions[index] = new
+    changed = attrs.evolve(state, transitions=tuple(transitions))
+    return attrs.evolve(protocol, states={**protocol.states, state.name: changed})
+
+
+def _replace(guard: Guard, old: Comparison, new: Comparison) -> Guard:
+    """The guard with one atom (by identity) replaced."""
+    if guard is old:
+        return new
+    if isinstance(guard, Comparison | Membership):
+        return guard
+    if isinstance(guard, Complement):
+        return Complement(_replace(guard.item, old, new))
+    if isinstance(guard, Tally):
+        return attrs.evolve(guard, items=tuple(_replace(item, old, new) for item in guard.items))
+    items = tuple(_replace(item, old, new) for item in guard.items)
+    return Conjunction(items) if isinstance(guard, Conjunction) else Disjunction(items)
