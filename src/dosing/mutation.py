@@ -20,6 +20,7 @@ from fractions import Fraction
 
 import attrs
 
+from dosing.analysis import common_region
 from dosing.check import Finding
 from dosing.errors import DosingError
 from dosing.guards import (
@@ -170,7 +171,9 @@ def mutants(protocol: Protocol) -> Iterator[Mutant]:
                 )
             for later in range(index + 1, len(state.transitions)):
                 partner = state.transitions[later]
-                if partner.priority != transition.priority:
+                if partner.priority != transition.priority and (
+                    common_region(transition.when, partner.when) is not None
+                ):  # rules that never both apply: swapping their priorities changes nothing
                     transitions = list(state.transitions)
                     transitions[index] = attrs.evolve(transition, priority=partner.priority)
                     transitions[later] = attrs.evolve(partner, priority=transition.priority)
@@ -187,35 +190,53 @@ def mutants(protocol: Protocol) -> Iterator[Mutant]:
 _WHOLE_DAYS = frozenset({"days_on_therapy", "days_in_state", "days_at_dose"})
 
 
+_COMPARE = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
 def _equivalent(protocol: Protocol, atom: Comparison, mutated: Comparison) -> bool:
     """Whether no value the subject can take tells the two comparisons apart: a dose on a
     ladder takes only its levels; counts and days are whole numbers. Such a mutant cannot
     be caught by any scenario, so it is not counted."""
+    before, after = _COMPARE[atom.op], _COMPARE[mutated.op]
+    levels = _levels(protocol, atom.subject)
+    if atom.reference is not None and levels is not None:
+        if levels != _levels(protocol, atom.reference):
+            return False
+        return all(
+            before(value, atom.factor * other) == after(value, mutated.factor * other)
+            for value in levels
+            for other in levels
+        )
+    threshold, changed = atom.factor, mutated.factor
     if atom.reference is not None:
-        return False
+        constant = protocol.constants.get(atom.reference)
+        if constant is None:
+            return False
+        threshold, changed = atom.factor * constant, mutated.factor * constant
     values: list[Fraction]
-    slot = protocol.memory.get(atom.subject)
-    if slot is not None and slot.ladder is not None:
-        values = list(protocol.ladders[slot.ladder].levels)
+    if levels is not None:
+        values = list(levels)
     elif atom.subject in _WHOLE_DAYS or isinstance(protocol.scope.get(atom.subject), CountType):
-        middle = int(atom.factor)
-        values = [
-            Fraction(n) for n in range(max(0, middle - 3 - middle // 5), middle + 4 + middle // 5)
-        ]
+        middle = int(threshold)
+        spread = 4 + middle // 5
+        values = [Fraction(n) for n in range(max(0, middle - spread), middle + spread)]
     else:
         return False
-    compare = {
-        "<": operator.lt,
-        "<=": operator.le,
-        ">": operator.gt,
-        ">=": operator.ge,
-        "==": operator.eq,
-        "!=": operator.ne,
-    }
-    return all(
-        compare[atom.op](value, atom.factor) == compare[mutated.op](value, mutated.factor)
-        for value in values
-    )
+    return all(before(value, threshold) == after(value, changed) for value in values)
+
+
+def _levels(protocol: Protocol, name: str) -> tuple[Fraction, ...] | None:
+    slot = protocol.memory.get(name)
+    if slot is None or slot.ladder is None:
+        return None
+    return protocol.ladders[slot.ladder].levels
 
 
 def _with(
