@@ -203,6 +203,8 @@ class ScenarioVisit:
     """Text each of which must appear in some reason."""
     expect_warnings: tuple[str, ...] = ()
     expect_next_check_days: int | None = None
+    expect_rule: str | None = None
+    """The id of the rule that must decide the visit."""
 
 
 @attrs.frozen

@@ -152,6 +152,7 @@ class ExpectEntry:
     reasons: list[str] = attrs.Factory(list)
     warnings: list[str] = attrs.Factory(list)
     next_check_in_days: int | None = None
+    rule: str | None = None
 
 
 @attrs.frozen
@@ -859,6 +860,7 @@ class _Builder:
                         expect_reasons=tuple(expect.reasons),
                         expect_warnings=tuple(expect.warnings),
                         expect_next_check_days=expect.next_check_in_days,
+                        expect_rule=expect.rule,
                     )
                 )
                 if expect.state is not None and expect.state not in protocol.states:

@@ -72,6 +72,9 @@ def _failures(visit: ScenarioVisit, decision: Decision) -> tuple[str, ...]:
     failures = []
     if visit.expect_state is not None and decision.state != visit.expect_state:
         failures.append(f"state: expected {visit.expect_state}, got {decision.state}")
+    fired = [rule.id for rule in decision.rules]
+    if visit.expect_rule is not None and visit.expect_rule not in fired:
+        failures.append(f"rule: expected {visit.expect_rule}, got {', '.join(fired) or 'none'}")
     if visit.expect_action is not None and decision.action != visit.expect_action:
         failures.append(f"action: expected {visit.expect_action}, got {decision.action}")
     if visit.expect_doses is not None:
