@@ -1,0 +1,103 @@
+"""dosing check: shipped protocols pass; broken ones are caught with their exact message."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dosing.check import check
+from dosing.mutation import mutation_score
+from dosing.protocol_file import load_protocol
+from tests.conftest import PROTOCOL_FILES, ROOT, load_file
+
+BROKEN = sorted((Path(__file__).parent / "broken_protocols").glob("*.yaml"))
+INVALID = Path(__file__).parent / "invalid_protocols"
+
+
+@pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.stem)
+def test_shipped_protocol_passes_every_check(path: Path) -> None:
+    """No errors on any shipped protocol: no gap, shadowed rule, dead end, unit disagreement."""
+    report = check(load_file(path))
+    errors = [
+        f"{f.check}: {f.where}: {f.message}" for f in report.findings if f.severity == "error"
+    ]
+    assert not errors, "\n".join(errors)
+    assert report.transitions_exercised == report.transitions
+    assert report.boundary_cases > 50
+
+
+@pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.stem)
+def test_mutation_score_is_at_least_90_percent(path: Path) -> None:
+    """The scenarios catch at least 90% of small mutants of the rules."""
+    result = mutation_score(load_file(path))
+    assert result.score >= 0.9, [m.change for m in result.survivors]
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_broken_protocol_is_caught(path: Path) -> None:
+    """Each broken protocol gives the finding written on its first line."""
+    text = path.read_text(encoding="utf-8")
+    expected = text.splitlines()[0].removeprefix("# expect: ")
+    findings = check(load_protocol(text, path.name)).findings
+    assert expected in [
+        f"{f.check}: {f.where}: {f.message}" for f in findings if f.severity == "error"
+    ]
+
+
+def dosing(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("overlap", "rules 'start-full' and 'start-reduced' have equal priority 0 and both apply"),
+        ("unreachable", "there are unreachable states: dose_300"),
+        (
+            "unit_mismatch",
+            "mg/dL measures mass concentration, but ANC is measured as count per volume",
+        ),
+        (
+            "ladder_over_maximum",
+            "the top level, 800 mg qd, is 800 mg/day, above the protocol's maximum",
+        ),
+    ],
+)
+def test_check_reports_protocols_that_do_not_load(name: str, message: str) -> None:
+    """Overlaps, unreachable states, unit mismatches and escalation past the maximum fail
+    loading; dosing check reports them as errors and exits 1."""
+    result = dosing("check", str(INVALID / f"{name}.yaml"), "--json")
+    assert result.returncode == 1
+    (report,) = json.loads(result.stdout)
+    assert report["errors"] == 1
+    assert message in report["findings"][0]["message"]
+
+
+def test_check_all_shipped_exits_zero_with_a_report() -> None:
+    """dosing check with no arguments checks every shipped protocol."""
+    result = dosing("check")
+    assert result.returncode == 0, result.stdout
+    for path in PROTOCOL_FILES:
+        assert f"{path.stem}: no errors" in result.stdout
+
+
+def test_check_mutate_reports_the_score() -> None:
+    """--mutate adds the share of mutants caught."""
+    result = dosing("check", "tacrolimus-trough", "--mutate")
+    assert result.returncode == 0
+    assert "mutation: 24 of 24 mutants caught (100%; target >= 90%)" in result.stdout
+
+
+def test_check_exits_1_on_a_gap() -> None:
+    """A broken protocol fails the command."""
+    result = dosing("check", str(BROKEN[0]))
+    assert result.returncode == 1
+    assert "errors" in result.stdout
