@@ -101,3 +101,34 @@ def test_check_exits_1_on_a_gap() -> None:
     result = dosing("check", str(BROKEN[0]))
     assert result.returncode == 1
     assert "errors" in result.stdout
+
+
+def test_diff_lists_changed_rules_and_decisions(tmp_path: Path) -> None:
+    """A threshold change (hold below ANC 0.75 instead of 1.0) shows the rules that changed
+    and, on the example timeline, every decision that differs."""
+    original = (ROOT / "protocols" / "imatinib-hes.yaml").read_text(encoding="utf-8")
+    revised = tmp_path / "revised.yaml"
+    before = "        when: anc < 1.0 x10^9/L or platelets < 50 x10^9/L\n"
+    assert before in original
+    revised.write_text(original.replace(before, before.replace("1.0", "0.75")), encoding="utf-8")
+    result = dosing(
+        "diff", "imatinib-hes", str(revised), "--timeline", "examples/imatinib-hes-timeline.csv"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "states.dose_400: hematologic-hold" in result.stdout
+    assert "anc < 0.75 x10^9/L or platelets < 50 x10^9/L" in result.stdout
+    assert "P01     │ 2026-01-19 │ hold no dose [hematologic-hold] -> hold_heme" in result.stdout
+    assert "continue 400 mg qd [dose_400:continue] -> dose_400" in result.stdout
+
+
+def test_diff_of_a_protocol_with_itself_is_empty() -> None:
+    """No change, no differences."""
+    result = dosing(
+        "diff",
+        "tacrolimus-trough",
+        "tacrolimus-trough",
+        "--timeline",
+        "examples/tacrolimus-trough-wide.csv",
+    )
+    assert "No rule, dose, parameter or limit changed." in result.stdout
+    assert "No decision on examples/tacrolimus-trough-wide.csv differs." in result.stdout

@@ -73,9 +73,9 @@ def _view(report: Report, mutation: MutationResult | None) -> Group:
         for finding in report.findings:
             table.add_row(
                 Text(finding.severity, _STYLE[finding.severity]),
-                finding.check,
-                finding.where,
-                finding.message,
+                Text(finding.check),
+                Text(finding.where),
+                Text(finding.message),  # plain: messages hold brackets rich would read as markup
             )
         parts.append(table)
     return Group(*parts)

@@ -309,6 +309,48 @@ def check_command(
         raise typer.Exit(1)
 
 
+@app.command("diff")
+def diff_command(
+    old: Annotated[str, typer.Argument(help="The current protocol (id or path).")],
+    new: Annotated[str, typer.Argument(help="The revised protocol (id or path).")],
+    timeline: Annotated[
+        Path | None,
+        typer.Option(help="Replay this timeline under both and list every decision that differs."),
+    ] = None,
+) -> None:
+    """Change impact of a protocol revision: the rules that changed, and the decisions.
+
+    Example: [cyan]dosing diff imatinib-hes revised.yaml --timeline timeline.csv[/]
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from dosing.diff import decision_changes, rule_changes
+    from dosing.output import console
+    from dosing.replay_run import load_timeline
+
+    before, after = catalog.load(old), catalog.load(new)
+    rules = Table("where", "what", "old", "new", title="Rules that changed", title_justify="left")
+    for change in rule_changes(before, after):
+        rules.add_row(*(Text(cell) for cell in (change.where, change.what, change.old, change.new)))
+    console.print(rules if rules.row_count else "No rule, dose, parameter or limit changed.")
+    if timeline is not None:
+        changed = decision_changes(before, after, load_timeline(timeline, None))
+        table = Table(
+            "patient",
+            "date",
+            "old decision",
+            "new decision",
+            title=f"Decisions that differ on {timeline}",
+            title_justify="left",
+        )
+        for visit in changed:
+            table.add_row(
+                *(Text(cell) for cell in (visit.patient_id, visit.date, visit.old, visit.new))
+            )
+        console.print(table if changed else f"No decision on {timeline} differs.")
+
+
 _STORE = "Patient store"
 DbOption = Annotated[
     Path | None,
