@@ -78,14 +78,65 @@ def show(
     protocol: Annotated[
         str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
     ],
+    output_format: Annotated[
+        Literal["table", "mermaid", "dot"],
+        typer.Option("--format", help="Tables, or the state machine as Mermaid or Graphviz DOT."),
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the diagram here; with --format dot and a .svg, .png or .pdf name, "
+            "render it with Graphviz."
+        ),
+    ] = None,
 ) -> None:
-    """Show a protocol's states, transitions, inputs and site parameters.
+    """Show a protocol's states, transitions, inputs and site parameters, or draw it.
 
-    Example: [cyan]dosing show imatinib-hes[/]
+    Example: [cyan]dosing show imatinib-hes --format dot --output imatinib-hes.svg[/]
     """
     from dosing.output import console, protocol_tables
 
-    console.print(protocol_tables(catalog.load(protocol)))
+    loaded = catalog.load(protocol)
+    if output_format == "table":
+        console.print(protocol_tables(loaded))
+        return
+    from dosing.diagram import dot, mermaid
+
+    text = mermaid(loaded) if output_format == "mermaid" else dot(loaded)
+    if output is None:
+        sys.stdout.write(text)
+    elif output_format == "dot" and output.suffix.lower() in (".svg", ".png", ".pdf"):
+        _render(text, output)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"Wrote {output}")
+
+
+def _render(source: str, output: Path) -> None:
+    """Render DOT with Graphviz, or say how to get it and keep the source."""
+    import shutil
+    import subprocess
+
+    from dosing.output import console, error_console
+
+    program = shutil.which("dot")
+    if program is None:
+        fallback = output.with_suffix(".dot")
+        fallback.write_text(source, encoding="utf-8")
+        error_console.print(
+            f"Graphviz is not installed, so {output} was not drawn; the DOT source is in "
+            f"{fallback}. Install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
+            "install graphviz) and run the command again.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    kind = output.suffix.lower().lstrip(".")
+    result = subprocess.run(
+        [program, f"-T{kind}", "-o", str(output)], input=source, text=True, capture_output=True
+    )
+    if result.returncode != 0:
+        raise ObservationError(f"Graphviz could not draw {output}: {result.stderr.strip()}")
+    console.print(f"Wrote {output}")
 
 
 @app.command()
