@@ -402,6 +402,17 @@ def diff_command(
         console.print(table if changed else f"No decision on {timeline} differs.")
 
 
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of protocol files, for editors to validate and complete them.
+
+    Example: [cyan]dosing schema > protocol.schema.json[/]
+    """
+    from dosing.schema import protocol_schema
+
+    sys.stdout.write(json.dumps(protocol_schema(), indent=2) + "\n")
+
+
 _STORE = "Patient store"
 DbOption = Annotated[
     Path | None,
