@@ -27,6 +27,9 @@ from dosing.units import conversion, format_number
 
 _NO_DOSE: frozenset[str] = frozenset({"refer", "hold", "discontinue", "ineligible"})
 
+OVER_MAXIMUM = "would exceed the protocol maximum"
+"""In the warning of a decision whose rule asked for more than limits.max_daily_dose."""
+
 
 @attrs.frozen
 class _Facts:
@@ -510,7 +513,7 @@ class _Decider:
         )
         if limit is not None and daily > limit:
             self.warnings.append(
-                f"{format_number(daily)} mg/day would exceed the protocol maximum of "
+                f"{format_number(daily)} mg/day {OVER_MAXIMUM} of "
                 f"{format_number(limit)} mg/day; the clinician decides"
             )
             return False

@@ -221,6 +221,18 @@ class Scenario:
 
 
 @attrs.frozen
+class Property:
+    """Something that must hold on every timeline (checked with generated timelines)."""
+
+    name: str
+    lower_never_raises: tuple[str, ...] = ()
+    """Labs for which a lower value, all else equal and from the same state, never gives a
+    higher daily dose."""
+    within_max_daily_dose: bool = False
+    """Along any timeline, the daily dose never exceeds limits.max_daily_dose."""
+
+
+@attrs.frozen
 class Protocol:
     """A loaded, checked protocol."""
 
@@ -249,4 +261,5 @@ class Protocol:
     readings: Mapping[str, Reading] = attrs.Factory(dict)
     reads: Mapping[str, frozenset[str]] = attrs.Factory(dict)
     """Per state, the observations its rules read (through CrCl and BSA too)."""
+    properties: tuple[Property, ...] = ()
     scenarios: tuple[Scenario, ...] = ()

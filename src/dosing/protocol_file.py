@@ -31,6 +31,7 @@ from dosing.model import (
     MemorySlot,
     Monitoring,
     Parameter,
+    Property,
     Protocol,
     Reading,
     Rounding,
@@ -188,6 +189,13 @@ class ScenarioDefaults:
 
 
 @attrs.frozen
+class PropertyEntry:
+    name: str
+    lower_never_raises: list[str] = attrs.Factory(list)
+    within_max_daily_dose: bool = False
+
+
+@attrs.frozen
 class LimitsEntry:
     max_daily_dose: str | None = None
     strengths: dict[str, list[str]] = attrs.Factory(dict)
@@ -208,6 +216,7 @@ class ProtocolEntry:
     definitions: dict[str, str] = attrs.Factory(dict)
     ladders: dict[str, LadderEntry] = attrs.Factory(dict)
     memory: dict[str, MemoryEntry] = attrs.Factory(dict)
+    properties: list[PropertyEntry] = attrs.Factory(list)
     scenario_defaults: ScenarioDefaults = attrs.Factory(ScenarioDefaults)
     scenarios: list[ScenarioEntry] = attrs.Factory(list)
 
@@ -467,8 +476,24 @@ class _Builder:
                 for drug, values in entry.limits.strengths.items()
             },
             readings=_readings(scope),
+            properties=self.properties(labs),
         )
         return attrs.evolve(protocol, scenarios=self.scenarios(protocol), reads=_reads(states))
+
+    def properties(self, labs: Mapping[str, LabInput]) -> tuple[Property, ...]:
+        found = []
+        for index, entry in enumerate(self.entry.properties):
+            path = f"properties[{index}]"
+            for name in entry.lower_never_raises:
+                if name not in labs:
+                    raise self.fail(
+                        f"{path}.lower_never_raises", f"'{name}' is not a lab of this protocol"
+                    )
+            if entry.within_max_daily_dose and self.entry.limits.max_daily_dose is None:
+                raise self.fail(path, "within_max_daily_dose needs limits.max_daily_dose")
+            labs_named = tuple(entry.lower_never_raises)
+            found.append(Property(entry.name, labs_named, entry.within_max_daily_dose))
+        return tuple(found)
 
     def known(self, name: str, role: str, path: str) -> str:
         try:

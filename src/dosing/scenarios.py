@@ -34,20 +34,7 @@ def run_scenario(
     respell: Mapping[str, str] | None = None,
 ) -> list[VisitResult]:
     """Run every visit of a scenario in order. `respell` maps typed text to an equivalent."""
-    memory = {**{k: s.initial for k, s in protocol.memory.items()}, **scenario.start_memory}
-    started = None
-    if scenario.start_days_on_therapy is not None:
-        started = SCENARIO_START - dt.timedelta(days=scenario.start_days_on_therapy)
-    dosed = started
-    if scenario.start_days_at_dose is not None:
-        dosed = SCENARIO_START - dt.timedelta(days=scenario.start_days_at_dose)
-    record = PatientRecord(
-        state=scenario.start_state,
-        state_since=started,
-        therapy_started_on=started,
-        dose_since=dosed,
-        memory=memory,
-    )
+    record = starting_record(protocol, scenario)
     results = []
     for visit in scenario.visits:
         date = SCENARIO_START + dt.timedelta(days=visit.day)
@@ -66,6 +53,24 @@ def run_scenario(
             VisitResult(visit, origin, observations, decision, _failures(visit, decision))
         )
     return results
+
+
+def starting_record(protocol: Protocol, scenario: Scenario) -> PatientRecord:
+    """The patient as the scenario starts, on SCENARIO_START."""
+    memory = {**{k: s.initial for k, s in protocol.memory.items()}, **scenario.start_memory}
+    started = None
+    if scenario.start_days_on_therapy is not None:
+        started = SCENARIO_START - dt.timedelta(days=scenario.start_days_on_therapy)
+    dosed = started
+    if scenario.start_days_at_dose is not None:
+        dosed = SCENARIO_START - dt.timedelta(days=scenario.start_days_at_dose)
+    return PatientRecord(
+        state=scenario.start_state,
+        state_since=started,
+        therapy_started_on=started,
+        dose_since=dosed,
+        memory=memory,
+    )
 
 
 def _failures(visit: ScenarioVisit, decision: Decision) -> tuple[str, ...]:

@@ -1,0 +1,76 @@
+"""Protocol properties, evaluated on timelines: pure, so a generator can search for
+counterexamples (the tests drive it with hypothesis, which shrinks them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from fractions import Fraction
+
+import attrs
+
+from dosing.checks import DOSES_PER_DAY
+from dosing.decision import Decision
+from dosing.engine import OVER_MAXIMUM, step
+from dosing.model import Property, Protocol
+from dosing.observations import Observation
+from dosing.patient import PatientRecord
+
+Visit = tuple[dt.date, Sequence[Observation]]
+
+
+def daily_dose(protocol: Protocol, decision: Decision) -> Fraction:
+    """The protocol drug's total mg per day in a decision (0 when no dose)."""
+    return sum(
+        (d.amount * DOSES_PER_DAY[d.frequency] for d in decision.doses if d.drug == protocol.drug),
+        Fraction(0),
+    )
+
+
+def over_maximum(protocol: Protocol, record: PatientRecord, visits: Sequence[Visit]) -> str | None:
+    """The first visit whose rules ask for more than the maximum daily dose, or None.
+
+    The engine never recommends such a dose (it refers instead), so a protocol that needs
+    that safeguard is as wrong as one that would exceed the maximum."""
+    assert protocol.max_daily_dose is not None
+    for date, observations in visits:
+        decision, record = step(protocol, record, date, observations)
+        daily = daily_dose(protocol, decision)
+        if daily > protocol.max_daily_dose:
+            return f"{date}: {daily} mg/day in {decision.state} above {protocol.max_daily_dose}"
+        guarded = next((w for w in decision.warnings if OVER_MAXIMUM in w), None)
+        if guarded is not None:
+            return f"{date}: in {decision.state}, {guarded}"
+    return None
+
+
+def lower_raises(
+    protocol: Protocol,
+    prop: Property,
+    record: PatientRecord,
+    date: dt.date,
+    observations: Sequence[Observation],
+    lab: str,
+    lower: Fraction,
+) -> str | None:
+    """Whether replacing `lab` by a lower value raises the dose from the same record.
+
+    Only two recommended doses are compared: a referral (say, for an assessment that only a
+    higher count makes relevant) recommends none, so it is neither higher nor lower."""
+    assert lab in prop.lower_never_raises
+    current = next((o for o in observations if o.name == lab), None)
+    if current is None or not isinstance(current.value, Fraction) or lower >= current.value:
+        return None
+    lowered = [o for o in observations if o.name != lab]
+    lowered.append(attrs.evolve(current, value=lower, entered=f"{lower}"))
+    before, _ = step(protocol, record, date, observations)
+    after, _ = step(protocol, record, date, lowered)
+    if "refer" in (before.action, after.action):
+        return None  # a referral recommends no dose: the clinician decides
+    if daily_dose(protocol, after) > daily_dose(protocol, before):
+        return (
+            f"in {record.state or protocol.initial}: {lab} {float(current.value):g} gives "
+            f"{daily_dose(protocol, before)} mg/day, {float(lower):g} gives "
+            f"{daily_dose(protocol, after)} mg/day"
+        )
+    return None
