@@ -3,7 +3,9 @@
 A timeline starts where one of the protocol's scenarios starts. Each visit borrows the
 observations of a scenario visit (so assessments and patient facts stay realistic) and
 redraws any of its labs anywhere in the lab's plausible range. Along the timeline:
-- `within_max_daily_dose`: no decision exceeds limits.max_daily_dose;
+- `within_max_daily_dose`: no recommended dose exceeds limits.max_daily_dose;
+- `rules_within_max_daily_dose`: no rule even asks for more (the engine never has to refer
+  because of the maximum);
 - `lower_never_raises`: from the same record, a lower value of the lab never gives a higher
   daily dose.
 """
@@ -23,7 +25,7 @@ from hypothesis import strategies as st
 from dosing.engine import step
 from dosing.errors import ProtocolError
 from dosing.model import LabInput, Property, Protocol
-from dosing.observations import Observation
+from dosing.observations import Observation, read_observation
 from dosing.patient import PatientRecord
 from dosing.properties import lower_raises, over_maximum
 from dosing.protocol_file import load_protocol
@@ -74,14 +76,14 @@ class PlannedVisit:
 
 @st.composite
 def _timelines(
-    draw: st.DrawFn, protocol: Protocol, templates: Sequence[Template]
+    draw: st.DrawFn, protocol: Protocol, templates: Sequence[Template], most: int
 ) -> tuple[PatientRecord, list[PlannedVisit]]:
     seen = _lab_values(templates)
     scenario = draw(st.sampled_from(protocol.scenarios))
     record = starting_record(protocol, scenario)
     date = SCENARIO_START
     visits = []
-    for _ in range(draw(st.integers(1, 8))):
+    for _ in range(draw(st.integers(1, most))):
         template = draw(st.sampled_from(templates))
         observations = []
         for observation, days_before in template:
@@ -105,8 +107,9 @@ def _violations(
     """Every declared property broken along the timeline, described."""
     found = []
     for prop in protocol.properties:
-        if prop.within_max_daily_dose:
-            broken = over_maximum(protocol, record, [(v.date, v.observations) for v in visits])
+        if prop.within_max_daily_dose or prop.rules_within_max_daily_dose:
+            timeline = [(v.date, v.observations) for v in visits]
+            broken = over_maximum(protocol, record, timeline, prop.rules_within_max_daily_dose)
             if broken is not None:
                 found.append(f"{prop.name}: {broken}")
         found += _lowering_violations(protocol, prop, record, visits)
@@ -132,9 +135,14 @@ def _lowering_violations(
     return found
 
 
-def _search(protocol: Protocol, examples: int, derandomize: bool = False) -> None:
-    # A deliberately broken protocol (derandomize) only needs the counterexample, not its
-    # shrunk form: skipping the shrink keeps those tests fast.
+def _search(
+    protocol: Protocol,
+    examples: int,
+    derandomize: bool = False,
+    shrink: bool = True,
+    most_visits: int = 8,
+) -> None:
+    # A deliberately broken protocol (derandomize) is searched the same way every run.
     """Search generated timelines; fails (with hypothesis's shrunk timeline) on a violation."""
     templates = _templates(protocol)
 
@@ -142,11 +150,11 @@ def _search(protocol: Protocol, examples: int, derandomize: bool = False) -> Non
         max_examples=examples,
         deadline=None,
         derandomize=derandomize,
-        phases=[Phase.generate] if derandomize else list(Phase),
+        phases=list(Phase) if shrink else [Phase.generate],
         database=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
-    @given(_timelines(protocol, templates))
+    @given(_timelines(protocol, templates, most_visits))
     def holds(timeline: tuple[PatientRecord, list[PlannedVisit]]) -> None:
         record, visits = timeline
         assert _violations(protocol, record, visits) == []
@@ -168,15 +176,56 @@ def _imatinib_with(old: str, new: str) -> Protocol:
     return load_protocol(text.replace(old, new, 1), "imatinib-hes.yaml")
 
 
+NILG = ROOT / "protocols" / "imatinib-escalation-nilg.yaml"
+
+
 def test_an_escalation_past_the_maximum_is_found() -> None:
     # NILG escalates 100 mg a week up to 400 mg; the loader refuses a ladder above the
     # maximum, so lower the maximum after loading.
-    nilg = load_file(ROOT / "protocols" / "imatinib-escalation-nilg.yaml")
-    protocol = attrs.evolve(nilg, max_daily_dose=Fraction(200))
+    protocol = attrs.evolve(load_file(NILG), max_daily_dose=Fraction(200))
     with pytest.raises(
         AssertionError, match=r"300 mg/day would exceed the protocol maximum of 200"
     ):
-        _search(protocol, examples=200, derandomize=True)
+        _search(protocol, examples=200, derandomize=True, shrink=False)
+
+
+def test_a_recommended_dose_past_the_maximum_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the engine's safeguard, the escalation itself is recommended.
+    monkeypatch.setattr("dosing.engine._Decider.within_limit", lambda self, doses: True)
+    nilg = load_file(NILG)
+    protocol = attrs.evolve(
+        nilg,
+        max_daily_dose=Fraction(200),
+        properties=tuple(p for p in nilg.properties if not p.rules_within_max_daily_dose),
+    )
+    with pytest.raises(AssertionError, match=r"300 mg/day in \w+ above 200"):
+        _search(protocol, examples=200, derandomize=True, shrink=False)
+
+
+def test_tacrolimus_rules_can_ask_for_more_than_the_site_maximum() -> None:
+    # Why tacrolimus-trough declares only the recommended-dose property: 4 mg bid with a
+    # trough of 2 ng/mL scales by the largest step (+50%) to 6 mg bid, 12 mg/day.
+    protocol = load_file(ROOT / "protocols" / "tacrolimus-trough.yaml")
+    visit = SCENARIO_START
+    record = PatientRecord(
+        state="on_tacrolimus",
+        state_since=visit - dt.timedelta(days=30),
+        therapy_started_on=visit - dt.timedelta(days=30),
+        dose_since=visit - dt.timedelta(days=7),
+        memory={
+            **{k: s.initial for k, s in protocol.memory.items()},
+            "tacrolimus_dose": Fraction(4),
+        },
+    )
+    typed = {"age": "50 years", "tacrolimus_trough": "2 ng/mL", "sample_timing": "trough"}
+    observations = [read_observation(protocol, k, v, visit) for k, v in typed.items()]
+    timeline = [(visit, observations)]
+    decision, _ = step(protocol, record, visit, observations)
+    assert decision.action == "refer", decision
+    assert over_maximum(protocol, record, timeline) is None
+    strict = over_maximum(protocol, record, timeline, rules_too=True)
+    assert strict is not None
+    assert "12 mg/day would exceed the protocol maximum of 10" in strict
 
 
 def test_holding_on_a_normal_count_is_found() -> None:
@@ -186,8 +235,13 @@ def test_holding_on_a_normal_count_is_found() -> None:
         "when: anc < 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
         "when: anc >= 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
     )
-    with pytest.raises(AssertionError, match=r"lower counts never raise the dose: .* anc "):
-        _search(protocol, examples=100, derandomize=True)
+    with pytest.raises(
+        AssertionError, match=r"lower counts never raise the dose: .* anc "
+    ) as caught:
+        _search(protocol, examples=100, derandomize=True, most_visits=2)
+    # Shrunk to a minimal timeline: one visit is enough to show it.
+    shrunk = "".join(getattr(caught.value, "__notes__", []))
+    assert shrunk.count("PlannedVisit(") == 1, shrunk
 
 
 def test_a_property_naming_a_lab_the_protocol_does_not_read_is_refused() -> None:

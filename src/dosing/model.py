@@ -229,7 +229,10 @@ class Property:
     """Labs for which a lower value, all else equal and from the same state, never gives a
     higher daily dose."""
     within_max_daily_dose: bool = False
-    """Along any timeline, the daily dose never exceeds limits.max_daily_dose."""
+    """Along any timeline, no recommended daily dose exceeds limits.max_daily_dose."""
+    rules_within_max_daily_dose: bool = False
+    """Stricter: no rule ever asks for more than limits.max_daily_dose, so the engine never
+    has to refer because of the maximum."""
 
 
 @attrs.frozen

@@ -27,11 +27,16 @@ def daily_dose(protocol: Protocol, decision: Decision) -> Fraction:
     )
 
 
-def over_maximum(protocol: Protocol, record: PatientRecord, visits: Sequence[Visit]) -> str | None:
-    """The first visit whose rules ask for more than the maximum daily dose, or None.
+def over_maximum(
+    protocol: Protocol,
+    record: PatientRecord,
+    visits: Sequence[Visit],
+    rules_too: bool = False,
+) -> str | None:
+    """The first visit recommending more than the maximum daily dose, described, or None.
 
-    The engine never recommends such a dose (it refers instead), so a protocol that needs
-    that safeguard is as wrong as one that would exceed the maximum."""
+    With `rules_too`, also the first visit whose rules asked for more (the engine refers then
+    instead of recommending it): a protocol that should never need that safeguard."""
     assert protocol.max_daily_dose is not None
     for date, observations in visits:
         decision, record = step(protocol, record, date, observations)
@@ -39,7 +44,7 @@ def over_maximum(protocol: Protocol, record: PatientRecord, visits: Sequence[Vis
         if daily > protocol.max_daily_dose:
             return f"{date}: {daily} mg/day in {decision.state} above {protocol.max_daily_dose}"
         guarded = next((w for w in decision.warnings if OVER_MAXIMUM in w), None)
-        if guarded is not None:
+        if rules_too and guarded is not None:
             return f"{date}: in {decision.state}, {guarded}"
     return None
 

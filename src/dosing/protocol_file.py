@@ -193,6 +193,7 @@ class PropertyEntry:
     name: str
     lower_never_raises: list[str] = attrs.Factory(list)
     within_max_daily_dose: bool = False
+    rules_within_max_daily_dose: bool = False
 
 
 @attrs.frozen
@@ -489,10 +490,17 @@ class _Builder:
                     raise self.fail(
                         f"{path}.lower_never_raises", f"'{name}' is not a lab of this protocol"
                     )
-            if entry.within_max_daily_dose and self.entry.limits.max_daily_dose is None:
-                raise self.fail(path, "within_max_daily_dose needs limits.max_daily_dose")
-            labs_named = tuple(entry.lower_never_raises)
-            found.append(Property(entry.name, labs_named, entry.within_max_daily_dose))
+            for flag in ("within_max_daily_dose", "rules_within_max_daily_dose"):
+                if getattr(entry, flag) and self.entry.limits.max_daily_dose is None:
+                    raise self.fail(path, f"{flag} needs limits.max_daily_dose")
+            found.append(
+                Property(
+                    entry.name,
+                    tuple(entry.lower_never_raises),
+                    entry.within_max_daily_dose,
+                    entry.rules_within_max_daily_dose,
+                )
+            )
         return tuple(found)
 
     def known(self, name: str, role: str, path: str) -> str:
