@@ -1,173 +1,48 @@
-"""The properties each protocol declares, searched for counterexamples with hypothesis.
-
-A timeline starts where one of the protocol's scenarios starts. Each visit borrows the
-observations of a scenario visit (so assessments and patient facts stay realistic) and
-redraws any of its labs anywhere in the lab's plausible range. Along the timeline:
-- `within_max_daily_dose`: no recommended dose exceeds limits.max_daily_dose;
-- `rules_within_max_daily_dose`: no rule even asks for more (the engine never has to refer
-  because of the maximum);
-- `lower_never_raises`: from the same record, a lower value of the lab never gives a higher
-  daily dose.
-"""
+"""The properties each protocol declares, searched for counterexamples on generated timelines
+(dosing.property_search); the same search runs in `dosing check`."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import json
+import os
+import re
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
 from dosing.engine import step
 from dosing.errors import ProtocolError
-from dosing.model import LabInput, Property, Protocol
-from dosing.observations import Observation, read_observation
+from dosing.model import Protocol
+from dosing.observations import read_observation
 from dosing.patient import PatientRecord
-from dosing.properties import lower_raises, over_maximum
+from dosing.properties import over_maximum
+from dosing.property_search import search
 from dosing.protocol_file import load_protocol
-from dosing.scenarios import SCENARIO_START, run_scenario, starting_record
+from dosing.scenarios import SCENARIO_START
 
 from .conftest import PROTOCOL_FILES, ROOT, load_file
 
-Template = tuple[tuple[Observation, int], ...]
-"""A scenario visit's observations, each with how many days before the visit it was drawn."""
-
 WITH_PROPERTIES = [p for p in PROTOCOL_FILES if load_file(p).properties]
-
-
-def _templates(protocol: Protocol) -> list[Template]:
-    templates = []
-    for scenario in protocol.scenarios:
-        for result in run_scenario(protocol, scenario):
-            date = SCENARIO_START + dt.timedelta(days=result.visit.day)
-            templates.append(tuple((o, (date - o.drawn_on).days) for o in result.observations))
-    return templates
-
-
-def _lab_values(templates: Sequence[Template]) -> dict[str, list[Fraction]]:
-    """Per lab, every value the scenarios use: normal ones and each side of every threshold."""
-    values: dict[str, set[Fraction]] = {}
-    for template in templates:
-        for observation, _ in template:
-            if isinstance(observation.value, Fraction):
-                values.setdefault(observation.name, set()).add(observation.value)
-    return {name: sorted(found) for name, found in values.items()}
-
-
-def _lab_value(lab: LabInput, seen: Sequence[Fraction]) -> st.SearchStrategy[Fraction]:
-    """Mostly a value the scenarios use; sometimes anywhere in the plausible range."""
-    anywhere = st.integers(0, 10_000).map(
-        lambda k: lab.low + (lab.high - lab.low) * Fraction(k, 10_000)
-    )
-    return st.integers(0, 9).flatmap(lambda k: anywhere if k == 0 else st.sampled_from(seen))
-
-
-@attrs.frozen
-class PlannedVisit:
-    date: dt.date
-    observations: tuple[Observation, ...]
-    lowering: Fraction
-    """Where the lowered value falls between the lab's floor (0) and the value seen (1)."""
-
-
-@st.composite
-def _timelines(
-    draw: st.DrawFn, protocol: Protocol, templates: Sequence[Template], most: int
-) -> tuple[PatientRecord, list[PlannedVisit]]:
-    seen = _lab_values(templates)
-    scenario = draw(st.sampled_from(protocol.scenarios))
-    record = starting_record(protocol, scenario)
-    date = SCENARIO_START
-    visits = []
-    for _ in range(draw(st.integers(1, most))):
-        template = draw(st.sampled_from(templates))
-        observations = []
-        for observation, days_before in template:
-            lab = protocol.labs.get(observation.name)
-            value = observation.value
-            if lab is not None and isinstance(value, Fraction) and draw(st.integers(0, 4)) == 0:
-                value = draw(_lab_value(lab, seen[observation.name]))
-            drawn_on = date - dt.timedelta(days=days_before)
-            observations.append(
-                attrs.evolve(observation, value=value, entered=str(value), drawn_on=drawn_on)
-            )
-        lowering = Fraction(draw(st.integers(0, 99)), 100)
-        visits.append(PlannedVisit(date, tuple(observations), lowering))
-        date += dt.timedelta(days=draw(st.sampled_from([1, 7, 14, 28, 56, 84])))
-    return record, visits
-
-
-def _violations(
-    protocol: Protocol, record: PatientRecord, visits: Sequence[PlannedVisit]
-) -> list[str]:
-    """Every declared property broken along the timeline, described."""
-    found = []
-    for prop in protocol.properties:
-        if prop.within_max_daily_dose or prop.rules_within_max_daily_dose:
-            timeline = [(v.date, v.observations) for v in visits]
-            broken = over_maximum(protocol, record, timeline, prop.rules_within_max_daily_dose)
-            if broken is not None:
-                found.append(f"{prop.name}: {broken}")
-        found += _lowering_violations(protocol, prop, record, visits)
-    return found
-
-
-def _lowering_violations(
-    protocol: Protocol, prop: Property, record: PatientRecord, visits: Sequence[PlannedVisit]
-) -> list[str]:
-    found = []
-    for visit in visits:
-        for lab in prop.lower_never_raises:
-            seen = next((o.value for o in visit.observations if o.name == lab), None)
-            if isinstance(seen, Fraction):
-                floor = protocol.labs[lab].low
-                lower = floor + (seen - floor) * visit.lowering
-                broken = lower_raises(
-                    protocol, prop, record, visit.date, visit.observations, lab, lower
-                )
-                if broken is not None:
-                    found.append(f"{prop.name}: {visit.date} {broken}")
-        _, record = step(protocol, record, visit.date, visit.observations)
-    return found
-
-
-def _search(
-    protocol: Protocol,
-    examples: int,
-    derandomize: bool = False,
-    shrink: bool = True,
-    most_visits: int = 8,
-) -> None:
-    # A deliberately broken protocol (derandomize) is searched the same way every run.
-    """Search generated timelines; fails (with hypothesis's shrunk timeline) on a violation."""
-    templates = _templates(protocol)
-
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=derandomize,
-        phases=list(Phase) if shrink else [Phase.generate],
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-    @given(_timelines(protocol, templates, most_visits))
-    def holds(timeline: tuple[PatientRecord, list[PlannedVisit]]) -> None:
-        record, visits = timeline
-        assert _violations(protocol, record, visits) == []
-
-    holds()
+IMATINIB = ROOT / "protocols" / "imatinib-hes.yaml"
+NILG = ROOT / "protocols" / "imatinib-escalation-nilg.yaml"
 
 
 @pytest.mark.parametrize("path", WITH_PROPERTIES, ids=lambda p: p.stem)
 def test_declared_properties_hold_on_generated_timelines(path: Path) -> None:
-    _search(load_file(path), examples=150)
+    found = search(load_file(path), examples=150)
+    assert found is None, found.describe() if found else ""
 
 
-IMATINIB = ROOT / "protocols" / "imatinib-hes.yaml"
+def test_every_protocol_but_hlh_declares_properties() -> None:
+    # ruxolitinib-hlh has no maximum, and its doses follow weight, not counts.
+    assert sorted(p.stem for p in WITH_PROPERTIES) == sorted(
+        p.stem for p in PROTOCOL_FILES if p.stem != "ruxolitinib-hlh"
+    )
 
 
 def _imatinib_with(old: str, new: str) -> Protocol:
@@ -176,17 +51,14 @@ def _imatinib_with(old: str, new: str) -> Protocol:
     return load_protocol(text.replace(old, new, 1), "imatinib-hes.yaml")
 
 
-NILG = ROOT / "protocols" / "imatinib-escalation-nilg.yaml"
-
-
 def test_an_escalation_past_the_maximum_is_found() -> None:
     # NILG escalates 100 mg a week up to 400 mg; the loader refuses a ladder above the
     # maximum, so lower the maximum after loading.
     protocol = attrs.evolve(load_file(NILG), max_daily_dose=Fraction(200))
-    with pytest.raises(
-        AssertionError, match=r"300 mg/day would exceed the protocol maximum of 200"
-    ):
-        _search(protocol, examples=200, derandomize=True, shrink=False)
+    found = search(protocol, examples=200, shrink=False)
+    assert found is not None
+    assert found.property == "no rule asks for more than the maximum"
+    assert "300 mg/day would exceed the protocol maximum of 200" in found.violation
 
 
 def test_a_recommended_dose_past_the_maximum_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,8 +70,9 @@ def test_a_recommended_dose_past_the_maximum_is_found(monkeypatch: pytest.Monkey
         max_daily_dose=Fraction(200),
         properties=tuple(p for p in nilg.properties if not p.rules_within_max_daily_dose),
     )
-    with pytest.raises(AssertionError, match=r"300 mg/day in \w+ above 200"):
-        _search(protocol, examples=200, derandomize=True, shrink=False)
+    found = search(protocol, examples=200, shrink=False)
+    assert found is not None
+    assert re.search(r"300 mg/day in \w+ above 200", found.violation), found
 
 
 def test_tacrolimus_rules_can_ask_for_more_than_the_site_maximum() -> None:
@@ -235,13 +108,13 @@ def test_holding_on_a_normal_count_is_found() -> None:
         "when: anc < 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
         "when: anc >= 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
     )
-    with pytest.raises(
-        AssertionError, match=r"lower counts never raise the dose: .* anc "
-    ) as caught:
-        _search(protocol, examples=100, derandomize=True, most_visits=2)
+    found = search(protocol, most_visits=2)
+    assert found is not None
+    assert found.property == "lower counts never raise the dose"
+    assert re.search(r"in dose_400: anc \S+ gives 0 mg/day, \S+ gives 400 mg/day", found.violation)
     # Shrunk to a minimal timeline: one visit is enough to show it.
-    shrunk = "".join(getattr(caught.value, "__notes__", []))
-    assert shrunk.count("PlannedVisit(") == 1, shrunk
+    assert len(found.visits) == 1, found
+    assert "visit 1: 2026-01-05 " in found.describe()
 
 
 def test_a_property_naming_a_lab_the_protocol_does_not_read_is_refused() -> None:
@@ -258,3 +131,28 @@ def test_a_maximum_property_without_a_maximum_is_refused() -> None:
     )
     with pytest.raises(ProtocolError, match=r"within_max_daily_dose needs limits.max_daily_dose"):
         load_protocol(text, "ruxolitinib-hlh.yaml")
+
+
+def test_dosing_check_reports_a_broken_property_with_its_minimal_timeline(tmp_path: Path) -> None:
+    text = IMATINIB.read_text(encoding="utf-8").replace(
+        "when: anc < 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
+        "when: anc >= 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
+        1,
+    )
+    mutant = tmp_path / "imatinib-hes-mutant.yaml"
+    mutant.write_text(text, encoding="utf-8")
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "dosing", "check", str(mutant), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 1, run.stderr
+    [report] = json.loads(run.stdout)
+    [finding] = [f for f in report["findings"] if f["check"] == "property"]
+    assert finding["severity"] == "error"
+    assert finding["where"] == "properties: lower counts never raise the dose"
+    assert "Minimal timeline from " in finding["message"]
+    assert "visit 1: " in finding["message"]

@@ -60,6 +60,8 @@ class Report:
     transitions_exercised: int = 0
     transitions: int = 0
     boundary_cases: int = 0
+    properties: int = 0
+    """Declared properties searched on generated timelines."""
 
     @property
     def errors(self) -> int:
@@ -73,12 +75,16 @@ class Report:
             "transitions": self.transitions,
             "transitions_exercised": self.transitions_exercised,
             "boundary_cases": self.boundary_cases,
+            "properties": self.properties,
             "findings": [finding.to_json() for finding in self.findings],
         }
 
 
-def check(protocol: Protocol) -> Report:
-    """Every check, in the order a reader would fix what they find."""
+def check(protocol: Protocol, property_examples: int | None = None) -> Report:
+    """Every check, in the order a reader would fix what they find.
+
+    `property_examples`: timelines generated per protocol to search for a counterexample to
+    its declared properties (0 skips the search; None uses the default)."""
     domain = _domain(protocol)
     findings = [
         *gaps(protocol, domain),
@@ -90,8 +96,23 @@ def check(protocol: Protocol) -> Report:
     findings += boundary
     exercised, scenario_findings, count = scenario_coverage(protocol)
     findings += scenario_findings
+    findings += properties(protocol, property_examples)
     total = sum(len(state.transitions) for state in protocol.states.values())
-    return Report(protocol.id, tuple(findings), count, exercised, total, cases)
+    searched = len(protocol.properties) if property_examples != 0 else 0
+    return Report(protocol.id, tuple(findings), count, exercised, total, cases, searched)
+
+
+def properties(protocol: Protocol, examples: int | None) -> list[Finding]:
+    """The first declared property a generated timeline breaks, with the minimal timeline."""
+    if examples == 0 or not protocol.properties:
+        return []
+    # hypothesis costs a few hundred ms to import; only `dosing check` needs it.
+    from dosing import property_search
+
+    found = property_search.search(protocol, examples or property_search.EXAMPLES)
+    if found is None:
+        return []
+    return [Finding("property", "error", f"properties: {found.property}", found.describe())]
 
 
 # ---------------------------------------------------------------- guards as sets of inputs

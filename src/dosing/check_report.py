@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterable
 
+import attrs
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +20,9 @@ from dosing.output import console
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "dim"}
 
 
-def check_protocols(references: Iterable[str], as_json: bool, mutate: bool) -> int:
+def check_protocols(
+    references: Iterable[str], as_json: bool, mutate: bool, timelines: int | None = None
+) -> int:
     """Check each protocol; print the report; return the number of errors."""
     reports: list[tuple[Report, MutationResult | None]] = []
     for reference in references:
@@ -29,18 +32,11 @@ def check_protocols(references: Iterable[str], as_json: bool, mutate: bool) -> i
             finding = Finding("load", "error", reference, str(error))
             reports.append((Report(reference, (finding,)), None))
             continue
-        report = check(protocol)
+        report = check(protocol, timelines)
         mutation = None
         if mutate:
             mutation = mutation_score(protocol)
-            report = Report(
-                report.protocol,
-                (*report.findings, *mutation.findings()),
-                report.scenarios,
-                report.transitions_exercised,
-                report.transitions,
-                report.boundary_cases,
-            )
+            report = attrs.evolve(report, findings=(*report.findings, *mutation.findings()))
         reports.append((report, mutation))
     errors = sum(report.errors for report, _ in reports)
     if as_json:
@@ -63,7 +59,8 @@ def _view(report: Report, mutation: MutationResult | None) -> Group:
         ": ",
         ("no errors", "green") if not report.errors else (f"{report.errors} errors", "bold red"),
         f" · {report.scenarios} scenarios · {report.transitions_exercised}/{report.transitions} "
-        f"rules exercised · {report.boundary_cases} boundary cases",
+        f"rules exercised · {report.boundary_cases} boundary cases · "
+        f"{report.properties} {'property' if report.properties == 1 else 'properties'} searched",
     )
     parts: list[Text | Table] = [verdict]
     if mutation is not None:

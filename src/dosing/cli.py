@@ -345,9 +345,18 @@ def check_command(
         bool,
         typer.Option(help="Also make small mutants and report the share the scenarios catch."),
     ] = False,
+    timelines: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Generated timelines searched for a counterexample to the declared "
+            "properties (0 skips the search).",
+        ),
+    ] = 100,
 ) -> None:
     """Prove protocols before they touch a patient: gaps, shadowed rules, dead ends, dose
-    bounds, generated boundary tests in every unit, scenarios and their coverage.
+    bounds, generated boundary tests in every unit, declared properties on generated
+    timelines, scenarios and their coverage.
 
     Exits 1 when any error is found.
 
@@ -355,7 +364,7 @@ def check_command(
     """
     from dosing.check_report import check_protocols
 
-    errors = check_protocols(protocols or catalog.shipped_ids(), as_json, mutate)
+    errors = check_protocols(protocols or catalog.shipped_ids(), as_json, mutate, timelines)
     if errors:
         raise typer.Exit(1)
 
