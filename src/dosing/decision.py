@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
 import attrs
 
+from dosing.checks import DOSES_PER_DAY
 from dosing.model import Action
 from dosing.units import format_number
 
@@ -27,6 +29,13 @@ class DoseLine:
     def short(self) -> str:
         """'300 mg qd', the form scenarios are written in."""
         return f"{format_number(self.amount)} {self.unit} {self.frequency}"
+
+
+def daily_amount(doses: Iterable[DoseLine], drug: str) -> Fraction:
+    """The total amount of `drug` per day in these dose lines (0 when there is none)."""
+    return sum(
+        (d.amount * DOSES_PER_DAY[d.frequency] for d in doses if d.drug == drug), Fraction(0)
+    )
 
 
 @attrs.frozen

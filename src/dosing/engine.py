@@ -14,8 +14,7 @@ from fractions import Fraction
 
 import attrs
 
-from dosing.checks import DOSES_PER_DAY
-from dosing.decision import Decision, DoseLine, RuleRef
+from dosing.decision import Decision, DoseLine, RuleRef, daily_amount
 from dosing.derived import bsa_mosteller, crcl_cockcroft_gault
 from dosing.errors import EngineError
 from dosing.explain import describe
@@ -507,10 +506,7 @@ class _Decider:
 
     def within_limit(self, doses: tuple[DoseLine, ...]) -> bool:
         limit = self.protocol.max_daily_dose
-        daily = sum(
-            (d.amount * DOSES_PER_DAY[d.frequency] for d in doses if d.drug == self.protocol.drug),
-            Fraction(0),
-        )
+        daily = daily_amount(doses, self.protocol.drug)
         if limit is not None and daily > limit:
             self.warnings.append(
                 f"{format_number(daily)} mg/day {OVER_MAXIMUM} of "

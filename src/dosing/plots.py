@@ -9,7 +9,7 @@ import datetime as dt
 from collections import defaultdict
 from pathlib import Path
 
-from dosing.checks import DOSES_PER_DAY
+from dosing.decision import daily_amount
 from dosing.errors import DosingError
 from dosing.guards import Comparison, comparisons_in
 from dosing.model import Protocol
@@ -50,16 +50,7 @@ def plot_patient(protocol: Protocol, patient: PatientReplay, folder: Path) -> Pa
         raise DosingError("plots need matplotlib: pip install 'dosing[plot]'") from None
     figure, dose_axis = plt.subplots(figsize=(9, 4.5), dpi=100)
     dates = [decision.date for decision in patient.decisions]
-    daily = [
-        float(
-            sum(
-                d.amount * DOSES_PER_DAY[d.frequency]
-                for d in decision.doses
-                if d.drug == protocol.drug
-            )
-        )
-        for decision in patient.decisions
-    ]
+    daily = [float(daily_amount(decision.doses, protocol.drug)) for decision in patient.decisions]
     if dates:
         days = [_day(date) for date in [*dates, dates[-1] + dt.timedelta(days=7)]]
         dose_axis.step(days, [*daily, daily[-1]], where="post", color="black", linewidth=2,

@@ -9,8 +9,7 @@ from fractions import Fraction
 
 import attrs
 
-from dosing.checks import DOSES_PER_DAY
-from dosing.decision import Decision
+from dosing.decision import Decision, daily_amount
 from dosing.engine import OVER_MAXIMUM, step
 from dosing.model import Property, Protocol
 from dosing.observations import Observation
@@ -21,10 +20,7 @@ Visit = tuple[dt.date, Sequence[Observation]]
 
 def daily_dose(protocol: Protocol, decision: Decision) -> Fraction:
     """The protocol drug's total mg per day in a decision (0 when no dose)."""
-    return sum(
-        (d.amount * DOSES_PER_DAY[d.frequency] for d in decision.doses if d.drug == protocol.drug),
-        Fraction(0),
-    )
+    return daily_amount(decision.doses, protocol.drug)
 
 
 def over_maximum(
