@@ -27,7 +27,7 @@ from dosing.analysis import Interval, Region, dnf, region, witness
 from dosing.checks import DOSES_PER_DAY, describe_point
 from dosing.engine import step
 from dosing.errors import DosingError
-from dosing.guards import Comparison, CountType, Guard, comparisons_in
+from dosing.guards import WHOLE_DAYS, Comparison, CountType, Guard, comparisons_in
 from dosing.model import Protocol
 from dosing.observations import Observation, ObservationReader
 from dosing.patient import PatientRecord
@@ -126,7 +126,7 @@ def _domain(protocol: Protocol) -> dict[str, Interval]:
     domain: dict[str, Interval] = {}
     for name, reading in protocol.readings.items():
         domain[name] = Interval(reading.low, True, reading.high, True)
-    for name in ("crcl", "bsa", "days_on_therapy", "days_in_state", "days_at_dose"):
+    for name in ("crcl", "bsa", *WHOLE_DAYS):
         domain[name] = Interval(Fraction(0), True)
     return domain
 
@@ -135,12 +135,7 @@ def _integer(protocol: Protocol, key: str) -> bool:
     return (
         isinstance(protocol.scope.get(key), CountType)
         or key.startswith("count(")
-        or key
-        in (
-            "days_on_therapy",
-            "days_in_state",
-            "days_at_dose",
-        )
+        or key in WHOLE_DAYS
     )
 
 

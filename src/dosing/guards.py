@@ -47,7 +47,10 @@ Scope = Mapping[str, NameType]
 
 # ---------------------------------------------------------------------------- bound guards
 
-_COMPARE: dict[str, Callable[[Fraction, Fraction], bool]] = {
+WHOLE_DAYS = frozenset({"days_on_therapy", "days_in_state", "days_at_dose"})
+"""Durations the engine derives from the patient record, always whole days."""
+
+COMPARE: dict[str, Callable[[Fraction, Fraction], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -172,7 +175,7 @@ def _tally(guard: Tally, values: Mapping[str, Value | None]) -> Outcome:
     parts = [evaluate(item, values) for item in guard.items]
     met = sum(1 for part in parts if part.truth is True)
     open_ = sum(1 for part in parts if part.truth is None)
-    compare = _COMPARE[guard.op]
+    compare = COMPARE[guard.op]
     outcomes = {compare(Fraction(count), guard.threshold) for count in range(met, met + open_ + 1)}
     findings = tuple(f for part in parts if part.truth is True for f in part.findings)
     if len(outcomes) > 1:
@@ -194,7 +197,7 @@ def evaluate(guard: Guard, values: Mapping[str, Value | None]) -> Outcome:
                 lacking.add(guard.reference)
             return Outcome(None, (), frozenset(lacking))
         number = _number(value)
-        holds = _COMPARE[guard.op](number, threshold)
+        holds = COMPARE[guard.op](number, threshold)
         reference = values.get(guard.reference) if guard.reference else None
         finding = Finding(guard, holds, number, threshold, reference)  # type: ignore[arg-type]
         return Outcome(holds, (finding,))

@@ -14,7 +14,6 @@ scenario nobody wrote yet.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator
 from fractions import Fraction
 
@@ -24,6 +23,8 @@ from dosing.analysis import common_region
 from dosing.check import Finding
 from dosing.errors import DosingError
 from dosing.guards import (
+    COMPARE,
+    WHOLE_DAYS,
     Comparison,
     Complement,
     Conjunction,
@@ -187,24 +188,11 @@ def mutants(protocol: Protocol) -> Iterator[Mutant]:
                     break
 
 
-_WHOLE_DAYS = frozenset({"days_on_therapy", "days_in_state", "days_at_dose"})
-
-
-_COMPARE = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-
-
 def _equivalent(protocol: Protocol, atom: Comparison, mutated: Comparison) -> bool:
     """Whether no value the subject can take tells the two comparisons apart: a dose on a
     ladder takes only its levels; counts and days are whole numbers. Such a mutant cannot
     be caught by any scenario, so it is not counted."""
-    before, after = _COMPARE[atom.op], _COMPARE[mutated.op]
+    before, after = COMPARE[atom.op], COMPARE[mutated.op]
     levels = _levels(protocol, atom.subject)
     if atom.reference is not None and levels is not None:
         if levels != _levels(protocol, atom.reference):
@@ -223,7 +211,7 @@ def _equivalent(protocol: Protocol, atom: Comparison, mutated: Comparison) -> bo
     values: list[Fraction]
     if levels is not None:
         values = list(levels)
-    elif atom.subject in _WHOLE_DAYS or isinstance(protocol.scope.get(atom.subject), CountType):
+    elif atom.subject in WHOLE_DAYS or isinstance(protocol.scope.get(atom.subject), CountType):
         middle = int(threshold)
         spread = 4 + middle // 5
         values = [Fraction(n) for n in range(max(0, middle - spread), middle + spread)]
