@@ -24,10 +24,11 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import dosing_command
 
 UNITS: dict[str, list[tuple[str, float]]] = {
     "anc": [("/mm3", 1000), ("x10^9/L", 1), ("K/uL", 1)],
@@ -69,11 +70,6 @@ def floor(path: Path) -> float:
         for row in reader:
             total += float(row[3])
     return time.perf_counter() - started
-
-
-def dosing_command() -> list[str]:
-    script = Path(sys.executable).with_name("dosing")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "dosing"]
 
 
 def replay(path: Path, out: Path, env: dict[str, str]) -> float:

@@ -13,11 +13,10 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
+
+from _common import dosing_command, time_command
 
 STEP = [
     "step", "imatinib-hes", "--date", "2026-01-05", "--patient", "age=45", "--patient", "sex=F",
@@ -25,18 +24,6 @@ STEP = [
     "--lab", "ast=28U/L", "--lab", "bilirubin=0.7mg/dL", "--lab", "bleeding=no",
 ]  # fmt: skip
 TARGET = 1.3
-
-
-def _dosing() -> list[str]:
-    script = Path(sys.executable).with_name("dosing")
-    found = str(script) if script.exists() else shutil.which("dosing")
-    return [found] if found else [sys.executable, "-m", "dosing"]
-
-
-def _time(command: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -54,16 +41,16 @@ def main() -> int:
             [sys.executable, "-c", "import pint, typer, rich"],
             env,
         ),
-        "dosing step (panel)": ([*_dosing(), *STEP], env),
-        "dosing step --json": ([*_dosing(), *STEP, "--json"], env),
-        "dosing step, no compile cache": ([*_dosing(), *STEP], cold_env),
+        "dosing step (panel)": ([*dosing_command(), *STEP], env),
+        "dosing step --json": ([*dosing_command(), *STEP, "--json"], env),
+        "dosing step, no compile cache": ([*dosing_command(), *STEP], cold_env),
     }
     for command, command_env in commands.values():  # warm the OS caches and the compile cache
-        _time(command, command_env)
+        time_command(command, command_env)
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(options.runs):
         for name, (command, command_env) in commands.items():
-            times[name].append(_time(command, command_env))
+            times[name].append(time_command(command, command_env))
     medians = {name: statistics.median(values) for name, values in times.items()}
     baseline = medians[next(iter(medians))]
     print(f"{options.runs} interleaved runs each; medians on {os.cpu_count()} cores")
