@@ -15,6 +15,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from dosing.check import check
 from dosing.engine import step
 from dosing.errors import ProtocolError
 from dosing.model import Protocol
@@ -156,3 +157,12 @@ def test_dosing_check_reports_a_broken_property_with_its_minimal_timeline(tmp_pa
     assert finding["where"] == "properties: lower counts never raise the dose"
     assert "Minimal timeline from " in finding["message"]
     assert "visit 1: " in finding["message"]
+
+
+def test_properties_without_scenarios_are_reported_as_not_searched() -> None:
+    protocol = attrs.evolve(load_file(NILG), scenarios=())
+    report = check(protocol)
+    assert report.properties == 0
+    [finding] = [f for f in report.findings if f.check == "property"]
+    assert finding.severity == "warning"
+    assert "not searched" in finding.message

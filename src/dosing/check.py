@@ -98,7 +98,7 @@ def check(protocol: Protocol, property_examples: int | None = None) -> Report:
     findings += scenario_findings
     findings += properties(protocol, property_examples)
     total = sum(len(state.transitions) for state in protocol.states.values())
-    searched = len(protocol.properties) if property_examples != 0 else 0
+    searched = len(protocol.properties) if property_examples != 0 and protocol.scenarios else 0
     return Report(protocol.id, tuple(findings), count, exercised, total, cases, searched)
 
 
@@ -106,6 +106,15 @@ def properties(protocol: Protocol, examples: int | None) -> list[Finding]:
     """The first declared property a generated timeline breaks, with the minimal timeline."""
     if examples == 0 or not protocol.properties:
         return []
+    if not protocol.scenarios:
+        return [
+            Finding(
+                "property",
+                "warning",
+                "properties",
+                "not searched: timelines start from the protocol's scenarios, and it has none",
+            )
+        ]
     # hypothesis costs a few hundred ms to import; only `dosing check` needs it.
     from dosing import property_search
 
