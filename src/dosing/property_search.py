@@ -166,12 +166,11 @@ def search(
     examples: int = EXAMPLES,
     most_visits: int = MOST_VISITS,
     shrink: bool = True,
-    scenario_templates: Sequence[Template] | None = None,
 ) -> Counterexample | None:
     """The first property of the protocol a generated timeline breaks (shrunk), or None."""
     if not protocol.properties or not protocol.scenarios:
         return None
-    found = list(scenario_templates) if scenario_templates is not None else templates(protocol)
+    found = templates(protocol)
 
     @settings(
         max_examples=examples,
