@@ -46,10 +46,22 @@ def test_every_protocol_but_hlh_declares_properties() -> None:
     )
 
 
-def _imatinib_with(old: str, new: str) -> Protocol:
+def _imatinib_text_with(old: str, new: str) -> str:
     text = IMATINIB.read_text(encoding="utf-8")
     assert old in text
-    return load_protocol(text.replace(old, new, 1), "imatinib-hes.yaml")
+    return text.replace(old, new, 1)
+
+
+def _imatinib_with(old: str, new: str) -> Protocol:
+    return load_protocol(_imatinib_text_with(old, new), "imatinib-hes.yaml")
+
+
+def _reversed_hold() -> str:
+    """imatinib-hes with the hematologic hold reversed: it holds while ANC is normal."""
+    return _imatinib_text_with(
+        "when: anc < 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
+        "when: anc >= 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
+    )
 
 
 def test_an_escalation_past_the_maximum_is_found() -> None:
@@ -105,10 +117,7 @@ def test_tacrolimus_rules_can_ask_for_more_than_the_site_maximum() -> None:
 def test_holding_on_a_normal_count_is_found() -> None:
     # Reversed, the hematologic hold stops imatinib while ANC is normal and continues it once
     # ANC falls: lowering the count raises the dose.
-    protocol = _imatinib_with(
-        "when: anc < 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
-        "when: anc >= 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
-    )
+    protocol = load_protocol(_reversed_hold(), "imatinib-hes.yaml")
     found = search(protocol, most_visits=2)
     assert found is not None
     assert found.property == "lower counts never raise the dose"
@@ -135,13 +144,8 @@ def test_a_maximum_property_without_a_maximum_is_refused() -> None:
 
 
 def test_dosing_check_reports_a_broken_property_with_its_minimal_timeline(tmp_path: Path) -> None:
-    text = IMATINIB.read_text(encoding="utf-8").replace(
-        "when: anc < 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
-        "when: anc >= 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme",
-        1,
-    )
     mutant = tmp_path / "imatinib-hes-mutant.yaml"
-    mutant.write_text(text, encoding="utf-8")
+    mutant.write_text(_reversed_hold(), encoding="utf-8")
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "dosing", "check", str(mutant), "--json"],

@@ -39,6 +39,13 @@ def dosing(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def start_then_hold(db: Path) -> None:
+    """P01 starts 300 mg qd on 2026-01-05 and is held for ANC 0.8 on 2026-01-12 (accepted)."""
+    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
+    held = visit(db, ["0.8 x10^9/L", "", "", "", "", "accept"], "P01", "--date", "2026-01-12")
+    assert held.returncode == 0, held.stderr
+
+
 def test_piped_first_visit_explains_a_wrong_unit_and_keeps_going(tmp_path: Path) -> None:
     """A wrong unit is explained and asked again; the rest is kept; 300 mg qd is stored."""
     db = tmp_path / "p.sqlite"
@@ -153,13 +160,7 @@ def test_override_is_stored_shown_and_the_next_decision_starts_from_it(tmp_path:
     """Recovery after a hold from 300 mg is a refer; the clinician chooses 300 mg qd with a
     reason; the history shows it, and the next decision starts from dose_300 and says so."""
     db = tmp_path / "p.sqlite"
-    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
-    assert (
-        visit(
-            db, ["0.8 x10^9/L", "", "", "", "", "accept"], "P01", "--date", "2026-01-12"
-        ).returncode
-        == 0
-    )
+    start_then_hold(db)
     third = visit(
         db,
         [*["2.0 x10^9/L", "200 x10^9/L", "30 U/L", "28 U/L", "0.7 mg/dL"], "override", "300 mg qd",
@@ -193,13 +194,7 @@ def test_override_is_stored_shown_and_the_next_decision_starts_from_it(tmp_path:
 def test_history_timeline_replays_to_the_same_decisions(tmp_path: Path) -> None:
     """--format timeline is a CSV that dosing replay reads back to the stored decisions."""
     db = tmp_path / "p.sqlite"
-    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
-    assert (
-        visit(
-            db, ["0.8 x10^9/L", "", "", "", "", "accept"], "P01", "--date", "2026-01-12"
-        ).returncode
-        == 0
-    )
+    start_then_hold(db)
     exported = tmp_path / "P01.csv"
     exported.write_text(dosing("history", "P01", "--db", str(db), "--format", "timeline").stdout)
     replayed = dosing("replay", "imatinib-hes", str(exported), "--format", "jsonl")
@@ -256,13 +251,7 @@ def test_history_plot_is_a_png(tmp_path: Path) -> None:
 def test_a_superseding_visit_replaces_the_old_one_in_the_course(tmp_path: Path) -> None:
     """A correction is a new row naming the one it supersedes; the course shows the new one."""
     db = tmp_path / "p.sqlite"
-    assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
-    assert (
-        visit(
-            db, ["0.8 x10^9/L", "", "", "", "", "accept"], "P01", "--date", "2026-01-12"
-        ).returncode
-        == 0
-    )
+    start_then_hold(db)
     with sqlite3.connect(db) as connection:
         old = connection.execute("SELECT row FROM visits WHERE date = '2026-01-12'").fetchone()[0]
         new = connection.execute(
