@@ -18,9 +18,12 @@ from dosing.guards import (
     Comparison,
     Complement,
     Conjunction,
+    Disjunction,
+    Either,
     Guard,
     Membership,
     Tally,
+    exact_years,
 )
 
 Atom = Comparison | Membership
@@ -104,6 +107,10 @@ def dnf(guard: Guard, negated: bool = False) -> list[list[Atom]]:
         guard = Comparison(guard.counted, guard.op, guard.threshold, None, "", guard.text)
     if isinstance(guard, Complement):
         return dnf(guard.item, not negated)
+    if isinstance(guard, Either):  # as sets of inputs: either measure may meet it
+        guard = Disjunction(guard.items)
+    if isinstance(guard, Comparison) and guard.completed_years:
+        return dnf(exact_years(guard), negated)
     if isinstance(guard, Comparison | Membership):
         if not negated:
             atoms: list[Atom] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from fractions import Fraction
 
@@ -68,6 +69,11 @@ def describe(
         )
     else:
         ratio = ""
+    if atom.completed_years:
+        whole = Fraction(math.floor(value))
+        if whole != value:
+            shown = f"{shown} ({format_number(whole)} completed years)"
+        value = whole
     op = atom.op if finding.holds else f"not {atom.op}"
     gap = abs(value - finding.threshold)
     margin = "on the threshold" if gap == 0 else f"margin {_amount(gap, unit)}"

@@ -25,6 +25,7 @@ from dosing.guards import (
     Conjunction,
     CountType,
     Disjunction,
+    Either,
     Guard,
     Membership,
     NameType,
@@ -33,6 +34,7 @@ from dosing.guards import (
     Tally,
 )
 from dosing.units import conversion
+from dosing.vocabulary import VOCABULARY, Quantitative
 
 # ---------------------------------------------------------------------------- syntax
 
@@ -42,6 +44,8 @@ class Literal:
     value: Fraction
     unit: str | None
     text: str
+    alternative: Literal | None = None
+    """'3.0 mmol/L (265 mg/dL)': the same threshold in a measure that does not convert."""
 
 
 @attrs.frozen
@@ -263,6 +267,12 @@ class _Parser:
         if token.kind == "number":
             self.index += 1
             literal = Literal(Fraction(token.text), token.unit, self._text_of(token))
+            if literal.unit is not None and self._alternative_follows():
+                self.index += 1  # '('
+                other = self.tokens[self.index]
+                self.index += 2  # the number, ')'
+                alternative = Literal(Fraction(other.text), other.unit, self._text_of(other))
+                return attrs.evolve(literal, alternative=alternative)
             if literal.unit is None and self.take("punct", "*"):
                 name = self.take("name")
                 if name is None:
@@ -283,6 +293,17 @@ class _Parser:
                 return Product(Literal(Fraction(number.text), None, number.text), Ref(token.text))
             return Ref(token.text)
         raise self.fail("a name or a number")
+
+    def _alternative_follows(self) -> bool:
+        """'(' a number with its unit ')' right after a threshold with a unit."""
+        ahead = self.tokens[self.index : self.index + 3]
+        return (
+            len(ahead) == 3
+            and ahead[0].text == "("
+            and ahead[1].kind == "number"
+            and ahead[1].unit is not None
+            and ahead[2].text == ")"
+        )
 
     def _next_is(self, text: str) -> bool:
         following = self.index + 1
@@ -401,9 +422,17 @@ def _bind_comparison(tree: Cmp, scope: Scope) -> Guard:
         word = _category(right.name, kind, tree.text)
         chosen = {word} if op == "==" else set(kind.values) - {word}
         return Membership(left.name, frozenset(chosen), tree.text, frozenset(kind.values))
+    if isinstance(right, Literal) and right.alternative is not None:
+        return _bind_either(left.name, op, right, scope, tree.text)
     if isinstance(right, Literal):
         factor = _literal_in(right, kind, left.name, tree.text)
-        return Comparison(left.name, op, factor, None, _unit_of(kind), tree.text)
+        completed = _in_whole_years(left.name, right, kind)
+        if completed and factor.denominator != 1:
+            raise ProtocolError(
+                f"'{tree.text}': an age in years is compared in completed years; write a whole "
+                "number of years, or the threshold in months, weeks or days"
+            )
+        return Comparison(left.name, op, factor, None, _unit_of(kind), tree.text, completed)
     if isinstance(right, Product):
         multiple, reference = right.factor.value, right.name
     else:
@@ -411,6 +440,46 @@ def _bind_comparison(tree: Cmp, scope: Scope) -> Guard:
     reference_kind = _lookup(reference.name, scope, tree.text)
     scale = _same_kind(kind, reference_kind, left.name, reference.name, tree.text)
     return Comparison(left.name, op, multiple * scale, reference.name, _unit_of(kind), tree.text)
+
+
+def _bind_either(name: str, op: str, literal: Literal, scope: Scope, text: str) -> Either:
+    """'triglycerides >= 3.0 mmol/L (265 mg/dL)': each threshold binds to the measure of the
+    analyte its unit belongs to (the lab or its twin in the other measure), never converted."""
+    assert literal.alternative is not None
+    entry = VOCABULARY.get(name)
+    twin = entry.measure.twin if entry and isinstance(entry.measure, Quantitative) else None
+    candidates = [n for n in (name, twin) if n is not None and n in scope]
+    items: list[Comparison] = []
+    for threshold in (literal, literal.alternative):
+        bound = None
+        for candidate in candidates:
+            kind = scope[candidate]
+            assert isinstance(kind, QuantityType)
+            try:
+                factor = _literal_in(threshold, kind, candidate, text)
+            except ProtocolError:
+                continue
+            bound = Comparison(candidate, op, factor, None, kind.unit, text)
+            break
+        if bound is None or any(item.subject == bound.subject for item in items):
+            measures = ", ".join(f"{n} in {_unit_of(scope[n])}" for n in candidates)
+            raise ProtocolError(
+                f"'{text}': the two thresholds must be in the two measures of {name}, which "
+                f"do not convert ({measures}); declare both labs, one threshold in each unit"
+            )
+        items.append(bound)
+    return Either(tuple(items), text)
+
+
+def _in_whole_years(name: str, literal: Literal, kind: NameType) -> bool:
+    """Whether an age threshold is written in years: then completed years are compared, as
+    trial eligibility counts age. Thresholds in smaller units compare the exact age."""
+    if name != "age" or not isinstance(kind, QuantityType) or literal.unit is None:
+        return False
+    try:
+        return conversion(literal.unit, "years", "age").scale == 1
+    except UnitError:
+        return False
 
 
 def _unit_of(kind: NameType) -> str:

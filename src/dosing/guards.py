@@ -8,6 +8,7 @@ unknown only matters where it could change the answer.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -71,6 +72,9 @@ class Comparison:
     reference: str | None
     unit: str
     text: str
+    completed_years: bool = False
+    """An age against a threshold in years: the age is taken in completed years, as trial
+    eligibility counts it ('<= 22 years' includes a 22-year-old until the 23rd birthday)."""
 
     def threshold(self, values: Mapping[str, Value]) -> Fraction | None:
         if self.reference is None:
@@ -103,6 +107,16 @@ class Tally:
 
 
 @attrs.frozen
+class Either:
+    """One analyte reported in one of two measures that do not convert (triglycerides in
+    mg/dL or in mmol/L): each comparison reads its own measure, and the value that was
+    measured is compared with the threshold written in its unit."""
+
+    items: tuple[Comparison, ...]
+    text: str
+
+
+@attrs.frozen
 class Conjunction:
     items: tuple[Guard, ...]
 
@@ -117,7 +131,7 @@ class Complement:
     item: Guard
 
 
-Guard = Comparison | Membership | Tally | Conjunction | Disjunction | Complement
+Guard = Comparison | Membership | Tally | Either | Conjunction | Disjunction | Complement
 Value = Fraction | str
 
 
@@ -125,6 +139,27 @@ def _number(value: Value) -> Fraction:
     if isinstance(value, str):
         raise TypeError("a category is not a number")
     return value
+
+
+def exact_years(comparison: Comparison) -> Guard:
+    """A completed-years comparison as plain comparisons of the exact age, for analysis:
+    floor(age) <= 22 is age < 23, floor(age) == 15 is 15 <= age < 16."""
+    if not comparison.completed_years:
+        return comparison
+    plain = attrs.evolve(comparison, completed_years=False)
+    low, high = Fraction(math.ceil(comparison.factor)), Fraction(math.floor(comparison.factor) + 1)
+    if comparison.op == "<":
+        return attrs.evolve(plain, factor=low)
+    if comparison.op == ">=":
+        return attrs.evolve(plain, factor=low)
+    if comparison.op == "<=":
+        return attrs.evolve(plain, op="<", factor=high)
+    if comparison.op == ">":
+        return attrs.evolve(plain, op=">=", factor=high)
+    within = Conjunction(
+        (attrs.evolve(plain, op=">=", factor=low), attrs.evolve(plain, op="<", factor=high))
+    )
+    return within if comparison.op == "==" else Complement(within)
 
 
 def names_in(guard: Guard) -> frozenset[str]:
@@ -186,6 +221,19 @@ def _tally(guard: Tally, values: Mapping[str, Value | None]) -> Outcome:
     return Outcome(holds, (summary, *findings))
 
 
+def _either(guard: Either, values: Mapping[str, Value | None]) -> Outcome:
+    """Decided by the measure(s) present; two measures that disagree decide nothing."""
+    parts = [evaluate(item, values) for item in guard.items]
+    known = [part for part in parts if part.truth is not None]
+    if not known:
+        return Outcome(None, (), frozenset({guard.items[0].subject}))
+    truths = {part.truth for part in known}
+    findings = tuple(f for part in known for f in part.findings)
+    if len(truths) > 1:
+        return Outcome(None, findings, frozenset(item.subject for item in guard.items))
+    return Outcome(truths.pop(), findings)
+
+
 def evaluate(guard: Guard, values: Mapping[str, Value | None]) -> Outcome:
     """Three-valued evaluation. Findings explain the result: what made it true, or false."""
     if isinstance(guard, Comparison):
@@ -197,7 +245,8 @@ def evaluate(guard: Guard, values: Mapping[str, Value | None]) -> Outcome:
                 lacking.add(guard.reference)
             return Outcome(None, (), frozenset(lacking))
         number = _number(value)
-        holds = COMPARE[guard.op](number, threshold)
+        compared = Fraction(math.floor(number)) if guard.completed_years else number
+        holds = COMPARE[guard.op](compared, threshold)
         reference = values.get(guard.reference) if guard.reference else None
         finding = Finding(guard, holds, number, threshold, reference)  # type: ignore[arg-type]
         return Outcome(holds, (finding,))
@@ -213,6 +262,8 @@ def evaluate(guard: Guard, values: Mapping[str, Value | None]) -> Outcome:
         return Outcome(truth, inner.findings, inner.missing)
     if isinstance(guard, Tally):
         return _tally(guard, values)
+    if isinstance(guard, Either):
+        return _either(guard, values)
     parts = [evaluate(item, values) for item in guard.items]
     deciding = isinstance(guard, Disjunction)  # a true part decides an 'or', a false an 'and'
     decided = [part for part in parts if part.truth is deciding]

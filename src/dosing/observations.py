@@ -10,7 +10,7 @@ import attrs
 from dosing.errors import ObservationError, UnitError
 from dosing.model import Protocol, Reading
 from dosing.units import Conversion, accepted_spellings, conversion, format_number, split_value
-from dosing.vocabulary import Categorical, Observable, category_value, observable
+from dosing.vocabulary import Categorical, Observable, Quantitative, category_value, observable
 
 
 @attrs.frozen
@@ -112,6 +112,21 @@ class ObservationReader:
             resolved = self._names[name] = (entry, reading)
         return resolved
 
+    def _twin(self, entry: Observable, spelled: str) -> str | None:
+        """The twin measure of the analyte when the unit is one of the twin's."""
+        measure = entry.measure
+        if not isinstance(measure, Quantitative) or measure.twin is None:
+            return None
+        _, reading = self._resolve(measure.twin)
+        assert reading is not None
+        if spelled in reading.spellings:
+            return measure.twin
+        try:
+            conversion(spelled, reading.unit, measure.twin, reading.molar_mass)
+        except UnitError:
+            return None
+        return measure.twin
+
     def read(self, name: str, text: str, drawn_on: dt.date) -> Observation:
         """One observation; raises ObservationError naming the value and what is accepted."""
         entry, reading = self._resolve(name)
@@ -142,6 +157,9 @@ class ObservationReader:
                 try:
                     to_unit = conversion(spelled, reading.unit, entry.name, reading.molar_mass)
                 except UnitError as error:
+                    twin = self._twin(entry, spelled)
+                    if twin is not None:
+                        return self.read(twin, text, drawn_on)
                     raise ObservationError(
                         f"{entry.name}={text}: {error}; accepted: {accepted()}"
                     ) from None

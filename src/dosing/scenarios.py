@@ -61,12 +61,14 @@ def starting_record(protocol: Protocol, scenario: Scenario) -> PatientRecord:
     started = None
     if scenario.start_days_on_therapy is not None:
         started = SCENARIO_START - dt.timedelta(days=scenario.start_days_on_therapy)
-    dosed = started
+    dosed = since = started
     if scenario.start_days_at_dose is not None:
         dosed = SCENARIO_START - dt.timedelta(days=scenario.start_days_at_dose)
+    if scenario.start_days_in_state is not None:
+        since = SCENARIO_START - dt.timedelta(days=scenario.start_days_in_state)
     return PatientRecord(
         state=scenario.start_state,
-        state_since=started,
+        state_since=since,
         therapy_started_on=started,
         dose_since=dosed,
         memory=memory,

@@ -20,6 +20,7 @@ from rich.prompt import Prompt
 from rich.table import Table
 
 from dosing.decision import Decision
+from dosing.derived import age_on
 from dosing.engine import missing_for_decision, step
 from dosing.errors import DosingError, ObservationError
 from dosing.model import Protocol
@@ -60,11 +61,6 @@ class VisitResult:
     response: Response
     record: PatientRecord
     visit_row: int
-
-
-def age_on(birth: dt.date, date: dt.date) -> Fraction:
-    """Exact age in years (days / 365.25), as the unit layer counts years."""
-    return Fraction((date - birth).days * 4, 1461)
 
 
 def run_visit(

@@ -34,6 +34,9 @@ class Quantitative:
     """g/mol, when mass and molar units of this analyte may be converted."""
     bare_unit: str | None = None
     """Unit assumed for a bare number (only for age, in years); None means a unit is required."""
+    twin: str | None = None
+    """The same analyte in a measure that does not convert to this one (triglycerides in
+    mmol/L beside mg/dL): a value typed in the twin's units is read as the twin."""
 
 
 @attrs.frozen
@@ -80,7 +83,21 @@ _ENTRIES: tuple[Observable, ...] = (
     ),
     Observable("ferritin", "ferritin", "lab", _q("ug/L", "0", "1000000"), ("2276-4",)),
     Observable("fibrinogen", "fibrinogen", "lab", _q("g/L", "0", "20"), ("3255-7",)),
-    Observable("triglycerides", "triglycerides", "lab", _q("mg/dL", "0", "10000"), ("3048-6",)),
+    # HLH-2004 states its threshold in both measures (>= 3.0 mmol/L, >= 265 mg/dL), which do
+    # not agree exactly: a value is compared in the measure it was reported in, never converted.
+    Observable(
+        "triglycerides",
+        "triglycerides",
+        "lab",
+        attrs.evolve(_q("mg/dL", "0", "10000"), twin="triglycerides_molar"),
+        ("3048-6",),
+    ),
+    Observable(
+        "triglycerides_molar",
+        "triglycerides",
+        "lab",
+        attrs.evolve(_q("mmol/L", "0", "113"), twin="triglycerides"),
+    ),
     Observable("sil2r", "sIL-2R", "lab", _q("U/mL", "0", "1000000")),
     Observable("temperature", "temperature", "lab", _q("degC", "25", "45")),
     Observable("alt_uln", "ALT ULN", "uln", _q("U/L", "1", "1000")),
