@@ -69,13 +69,14 @@ def step(
             warnings.append(f"{observation.name} is not used by {protocol.id}; ignored")
     memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
     facts = _gather(protocol, record, visit, merged, memory)
+    noted = _remember_once(protocol, memory, facts)
     reads = protocol.reads.get(origin, frozenset())
     for name, why in facts.absent.items():
         if name in protocol.labs and name in merged and name in reads:
             warnings.append(why)  # a stale result the rules here would have read
     state = protocol.states[origin]
     chosen, outcome, considered = _choose(state, facts)
-    decide = _Decider(protocol, record, visit, patient_id, facts, merged, memory, warnings)
+    decide = _Decider(protocol, record, visit, patient_id, facts, merged, memory, warnings, noted)
     if outcome is not None and outcome.truth is None:
         return decide.cannot_decide(state, outcome, chosen)
     if chosen is not None and outcome is not None:
@@ -98,6 +99,7 @@ def missing_for_decision(
         merged[observation.name] = observation
     memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
     facts = _gather(protocol, record, visit, merged, memory)
+    _remember_once(protocol, memory, facts)
     _, outcome, _ = _choose(protocol.states[record.state or protocol.initial], facts)
     if outcome is None or outcome.truth is not None:
         return frozenset()
@@ -171,6 +173,44 @@ def _gather(
     values.update(protocol.constants)
     entered = {name: observation.entered for name, observation in merged.items()}
     return _Facts(values, absent, entered, frozenset(defaults), derivations)
+
+
+def visit_values(
+    protocol: Protocol,
+    record: PatientRecord,
+    visit: dt.date,
+    observations: Iterable[Observation] = (),
+) -> dict[str, Value | None]:
+    """What the engine knows at a visit, by name, before any rule: current labs (a stale or
+    missing one is None), facts, assessments, derived values and durations. Checks that watch
+    a course (label invariants) read the same values the rules do."""
+    merged = dict(record.observations)
+    for observation in observations:
+        known = merged.get(observation.name)
+        if known is None or observation.drawn_on >= known.drawn_on:
+            merged[observation.name] = observation
+    memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
+    return _gather(protocol, record, visit, merged, memory).values
+
+
+def _remember_once(
+    protocol: Protocol, memory: dict[str, Fraction | str], facts: _Facts
+) -> list[str]:
+    """Set each 'once' count whose guard holds at this visit, before any rule reads it, so
+    that a source's 'never' covers every visit (holds and referrals too). Returns the
+    reasons to state, one per count set now."""
+    noted = []
+    for name, slot in protocol.memory.items():
+        if slot.once is None or memory[name] != 0:
+            continue
+        outcome = evaluate(slot.once, facts.values)
+        if outcome.truth is True:
+            memory[name] = Fraction(1)
+            facts.values[name] = Fraction(1)
+            noted.append(
+                f"Noted for the rest of the course: {slot.once_text} ({name.replace('_', ' ')})"
+            )
+    return noted
 
 
 def _derive(
@@ -248,6 +288,8 @@ class _Decider:
     merged: dict[str, Observation]
     memory: dict[str, Fraction | str]
     warnings: list[str]
+    noted: list[str] = attrs.Factory(list)
+    """Reasons for 'once' counts set at this visit."""
 
     def label(self, name: str) -> str:
         kind = self.protocol.scope.get(name)
@@ -286,7 +328,7 @@ class _Decider:
             doses=doses,
             next_check=next_check,
             rules=rules,
-            reasons=tuple(reasons),
+            reasons=(*reasons, *self.noted),
             warnings=tuple(self.warnings),
         )
 
@@ -299,8 +341,12 @@ class _Decider:
         return self.decision(record.state, "refer", (), None, rules, reasons), record
 
     def unchanged(self) -> PatientRecord:
+        """The record as it was, with this visit's observations and 'once' counts."""
         return attrs.evolve(
-            self.record, state=self.record.state or self.protocol.initial, observations=self.merged
+            self.record,
+            state=self.record.state or self.protocol.initial,
+            memory=self.memory,
+            observations=self.merged,
         )
 
     def cannot_decide(
@@ -499,6 +545,13 @@ class _Decider:
             f"{spec.drug} {format_number(spec.per_m2)} mg/m² x BSA {format_number(bsa, 3)} m² "
             f"(Mosteller) = {format_number(raw, 1)} mg{how}"
         )
+        if spec.ceiling is not None and amount > spec.ceiling:
+            named = f" ({spec.ceiling_name})" if spec.ceiling_name else ""
+            self.warnings.append(
+                f"{spec.drug} {format_number(amount)} mg is above the ceiling of "
+                f"{format_number(spec.ceiling)} mg per dose{named}; the clinician decides"
+            )
+            return None
         if amount <= 0:
             self.warnings.append(f"{spec.drug}: the rounded dose is 0 mg; the clinician decides")
             return None
@@ -531,5 +584,8 @@ class _Decider:
             if monitoring.when is None or evaluate(monitoring.when, values).truth is not False:
                 if monitoring.note:
                     reasons.append(monitoring.note)
-                return self.visit + dt.timedelta(days=math.floor(monitoring.every_days))
+                # A duration is exact (a month is a Julian year / 12 = 30.4375 days, as in
+                # the guards); the check falls on the first whole day it has fully elapsed, so
+                # a patient seen on that date meets a guard written with the same duration.
+                return self.visit + dt.timedelta(days=math.ceil(monitoring.every_days))
         return None

@@ -100,6 +100,10 @@ class DoseSpec:
     """mg step the per-m² amount is rounded to (the smallest tablet, or a site parameter)."""
     rounding: Rounding = "nearest"
     unit: str = "mg"
+    ceiling: Fraction | None = attrs.field(default=None, validator=_positive)
+    """mg per administration above which a per-m² dose is not given (refer)."""
+    ceiling_name: str = ""
+    """The site parameter the ceiling comes from, for the reasons."""
 
 
 @attrs.frozen
@@ -177,6 +181,10 @@ class MemorySlot:
     """For a dose not on a ladder: what the strengths allow it to be a multiple of (mg)."""
     max_change: Fraction | None = None
     """For a dose not on a ladder: the largest change per adjustment, as a share of the dose."""
+    once: Guard | None = None
+    """For a count: set to 1 at the first visit where this holds, whatever rule decides it
+    (and kept), so that 'never' in a source covers every visit, holds and refusals included."""
+    once_text: str = ""
 
 
 @attrs.frozen
@@ -217,7 +225,10 @@ class Scenario:
     start_memory: Mapping[str, Fraction | str] = attrs.Factory(dict)
     start_days_on_therapy: int | None = None
     start_days_at_dose: int | None = None
+    start_days_in_state: int | None = None
     line: int = 0
+    quote: str = ""
+    """The source sentence the scenario was written from (not from the rule)."""
 
 
 @attrs.frozen
@@ -233,6 +244,46 @@ class Property:
     rules_within_max_daily_dose: bool = False
     """Stricter: no rule ever asks for more than limits.max_daily_dose, so the engine never
     has to refer because of the maximum."""
+
+
+InvariantKind = Literal["ceiling", "floor", "never", "stays_at_most_after", "recheck_within"]
+INVARIANT_KINDS: tuple[str, ...] = InvariantKind.__args__  # type: ignore[attr-defined]
+
+
+@attrs.frozen
+class Invariant:
+    """What a source forbids, encoded apart from the rules: a sentence with 'never', 'at
+    most', 'only if', 'maximum' or 'until', checked on generated courses by `dosing check`.
+
+    It applies at a visit when its conditions hold: `while` at that visit (an unknown value
+    counts as holding: data that is missing never excuses a dose), `once` at that or any
+    earlier visit, and `after` some earlier decision (an action or a rule id), `times` times,
+    the last one less than `within_days` ago."""
+
+    name: str
+    kind: InvariantKind
+    source: str
+    quote: str
+    """The source sentence, as written there."""
+    amount: Fraction | None = None
+    """ceiling/floor: mg per day of `drug`; recheck_within: days."""
+    drug: str = ""
+    actions: frozenset[str] = frozenset()
+    """never: the actions it forbids ('dose': any dose of `drug`); ceiling/floor: the actions
+    it applies to (empty: every decision that gives a dose)."""
+    while_: Guard | None = None
+    while_text: str = ""
+    once: Guard | None = None
+    once_text: str = ""
+    after: frozenset[str] = frozenset()
+    times: int = 1
+    within_days: Fraction | None = None
+    exempt: frozenset[str] = frozenset()
+    """never/ceiling/floor: rules the sentence does not cover ('except'); stays_at_most_after:
+    the rules that may raise the level ('until')."""
+    below: bool = False
+    """stays_at_most_after: strictly below the dose given before a hold."""
+    line: int = 0
 
 
 @attrs.frozen
@@ -265,4 +316,5 @@ class Protocol:
     reads: Mapping[str, frozenset[str]] = attrs.Factory(dict)
     """Per state, the observations its rules read (through CrCl and BSA too)."""
     properties: tuple[Property, ...] = ()
+    invariants: tuple[Invariant, ...] = ()
     scenarios: tuple[Scenario, ...] = ()

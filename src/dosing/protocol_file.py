@@ -17,15 +17,19 @@ from typing import Any, Literal
 import attrs
 import cattrs
 import yaml
+from cattrs.gen import make_dict_structure_fn, override
 
 from dosing import guards
+from dosing.checks import DOSES_PER_DAY
 from dosing.errors import DosingError, ProtocolError, UnitError
 from dosing.guard_parser import CountOf, Syntax, bind, compile_guard, parse_definition
 from dosing.model import (
+    ACTIONS,
     Action,
     DoseSpec,
     Effect,
     Frequency,
+    Invariant,
     LabInput,
     Ladder,
     MemorySlot,
@@ -91,6 +95,7 @@ class MemoryEntry:
     ladder: str | None = None
     step: str | None = None
     max_change: str | None = None
+    once: str | None = None
 
 
 @attrs.frozen
@@ -111,6 +116,7 @@ class DoseEntry:
     per_m2: str | None = None
     round_to: str | None = None
     rounding: str = "nearest"
+    max: str | None = None
 
 
 @attrs.frozen
@@ -171,6 +177,7 @@ class StartEntry:
     memory: dict[str, str] = attrs.Factory(dict)
     days_on_therapy: int | None = None
     days_at_dose: int | None = None
+    days_in_state: int | None = None
 
 
 @attrs.frozen
@@ -180,6 +187,7 @@ class ScenarioEntry:
     start: StartEntry | None = None
     patient: dict[str, str] = attrs.Factory(dict)
     defaults: bool = True
+    quote: str = ""
 
 
 @attrs.frozen
@@ -194,6 +202,28 @@ class PropertyEntry:
     lower_never_raises: list[str] = attrs.Factory(list)
     within_max_daily_dose: bool = False
     rules_within_max_daily_dose: bool = False
+
+
+@attrs.frozen
+class InvariantEntry:
+    name: str
+    source: str
+    quote: str
+    ceiling: str | None = None
+    floor: str | None = None
+    never: list[str] | None = None
+    stays_at_most_after: list[str] | None = None
+    recheck_within: str | None = None
+    drug: str | None = None
+    on: list[str] = attrs.Factory(list)
+    while_: str | None = attrs.field(default=None, metadata={"key": "while"})
+    once: str | None = None
+    after: list[str] = attrs.Factory(list)
+    times: int = 1
+    within: str | None = None
+    except_: list[str] = attrs.field(factory=list, metadata={"key": "except"})
+    until: list[str] = attrs.Factory(list)
+    below: bool = False
 
 
 @attrs.frozen
@@ -218,11 +248,31 @@ class ProtocolEntry:
     ladders: dict[str, LadderEntry] = attrs.Factory(dict)
     memory: dict[str, MemoryEntry] = attrs.Factory(dict)
     properties: list[PropertyEntry] = attrs.Factory(list)
+    invariants: list[InvariantEntry] = attrs.Factory(list)
     scenario_defaults: ScenarioDefaults = attrs.Factory(ScenarioDefaults)
     scenarios: list[ScenarioEntry] = attrs.Factory(list)
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _keyed(cls: type) -> None:
+    """Fields whose YAML key is a Python keyword ('while', 'except') carry it as metadata."""
+    renames = {
+        field.name: override(rename=field.metadata["key"])
+        for field in attrs.fields(cls)
+        if "key" in field.metadata
+    }
+    hook: Any = make_dict_structure_fn(
+        cls,
+        _converter,
+        _cattrs_forbid_extra_keys=True,
+        **renames,  # type: ignore[arg-type]
+    )
+    _converter.register_structure_hook(cls, hook)
+
+
+_keyed(InvariantEntry)
 
 # ---------------------------------------------------------------------------- read
 
@@ -443,6 +493,7 @@ class _Builder:
         memory = self.memory()
         scope = self.scope(labs, facts, assessments, memory)
         self.definitions = self.build_definitions(scope)
+        memory = self.memory_once(memory, scope)
         states = {
             name: self.state(name, state, scope, sources) for name, state in entry.states.items()
         }
@@ -479,7 +530,113 @@ class _Builder:
             readings=_readings(scope),
             properties=self.properties(labs),
         )
-        return attrs.evolve(protocol, scenarios=self.scenarios(protocol), reads=_reads(states))
+        return attrs.evolve(
+            protocol,
+            scenarios=self.scenarios(protocol),
+            reads=_reads(states),
+            invariants=self.invariants(protocol, sources),
+        )
+
+    def invariants(
+        self, protocol: Protocol, sources: Mapping[str, Source]
+    ) -> tuple[Invariant, ...]:
+        """What the sources forbid, in their own words: bound against what can be observed
+        (labs, facts, assessments, derived values, days on therapy, site parameters), never
+        against the rules' own memory, so that a wrong rule cannot pass its own test."""
+        internal = {*protocol.memory, "days_in_state", "days_at_dose"}
+        scope = {name: kind for name, kind in protocol.scope.items() if name not in internal}
+        rules = {t.rule for state in protocol.states.values() for t in state.transitions}
+        drugs = {dose.drug for state in protocol.states.values() for dose in state.doses}
+        found = []
+        for index, entry in enumerate(self.entry.invariants):
+            path = f"invariants[{index}]"
+            forms = {
+                "ceiling": entry.ceiling,
+                "floor": entry.floor,
+                "never": entry.never,
+                "stays_at_most_after": entry.stays_at_most_after,
+                "recheck_within": entry.recheck_within,
+            }
+            given = [form for form, value in forms.items() if value is not None]
+            if len(given) != 1:
+                raise self.fail(
+                    path,
+                    "an invariant says one thing: exactly one of ceiling, floor, never, "
+                    f"stays_at_most_after or recheck_within (found {', '.join(given) or 'none'})",
+                )
+            kind = given[0]
+            if not entry.quote.strip():
+                raise self.fail(f"{path}.quote", "quote the source sentence the invariant encodes")
+            drug = entry.drug or protocol.drug
+            if drug not in drugs:
+                raise self.fail(f"{path}.drug", f"'{drug}' is not dosed by this protocol")
+            amount = None
+            if kind in ("ceiling", "floor"):
+                amount = self.daily(str(forms[kind]), f"{path}.{kind}")
+            elif kind == "recheck_within":
+                amount = self.quantity(str(entry.recheck_within), "days", f"{path}.recheck_within")
+            actions = entry.never if entry.never is not None else entry.on
+            for number, action in enumerate(actions):
+                if action not in (*ACTIONS, "dose"):
+                    where = f"{path}.{'never' if entry.never is not None else 'on'}[{number}]"
+                    raise self.fail(
+                        where, f"'{action}' is not an action ({', '.join(ACTIONS)}, or dose)"
+                    )
+            events = entry.stays_at_most_after or []
+            for key, names in (("after", entry.after), ("stays_at_most_after", events)):
+                for number, event in enumerate(names):
+                    if event not in ACTIONS and event not in rules:
+                        raise self.fail(
+                            f"{path}.{key}[{number}]", f"'{event}' is neither an action nor a rule"
+                        )
+            exempt = entry.until if kind == "stays_at_most_after" else entry.except_
+            for number, rule in enumerate(exempt):
+                if rule not in rules:
+                    key = "until" if kind == "stays_at_most_after" else "except"
+                    raise self.fail(f"{path}.{key}[{number}]", f"no rule '{rule}' in this protocol")
+            if entry.within is not None and not entry.after:
+                raise self.fail(f"{path}.within", "'within' counts from an event: give 'after'")
+            if entry.times < 1:
+                raise self.fail(f"{path}.times", "times is a whole number, 1 or more")
+            found.append(
+                Invariant(
+                    name=entry.name,
+                    kind=kind,  # type: ignore[arg-type]
+                    source=self.cite(entry.source, sources, f"{path}.source"),
+                    quote=" ".join(entry.quote.split()),
+                    amount=amount,
+                    drug=drug,
+                    actions=frozenset(actions),
+                    while_=None
+                    if entry.while_ is None
+                    else self.guard(entry.while_, scope, f"{path}.while"),
+                    while_text=" ".join((entry.while_ or "").split()),
+                    once=None
+                    if entry.once is None
+                    else self.guard(entry.once, scope, f"{path}.once"),
+                    once_text=" ".join((entry.once or "").split()),
+                    after=frozenset(events if kind == "stays_at_most_after" else entry.after),
+                    times=entry.times,
+                    within_days=None
+                    if entry.within is None
+                    else self.quantity(entry.within, "days", f"{path}.within"),
+                    exempt=frozenset(exempt),
+                    below=entry.below,
+                    line=self.where.line(path),
+                )
+            )
+        return tuple(found)
+
+    def daily(self, text: str, path: str) -> Fraction:
+        """'25 mg bid' or 'child_max_dose qd' (a site parameter and a frequency): mg per day."""
+        amount, _, frequency = text.strip().rpartition(" ")
+        if frequency not in DOSES_PER_DAY or not amount:
+            raise self.fail(
+                path,
+                f"'{text}': write a dose and how often, e.g. '25 mg bid' "
+                f"({', '.join(DOSES_PER_DAY)})",
+            )
+        return self.quantity(amount, "mg", path) * DOSES_PER_DAY[frequency]
 
     def properties(self, labs: Mapping[str, LabInput]) -> tuple[Property, ...]:
         found = []
@@ -631,9 +788,24 @@ class _Builder:
                 initial = slot.initial
                 if initial != "none" and initial not in self.entry.states:
                     raise self.fail(f"memory.{name}.initial", f"'{initial}' is not a state")
+            if slot.once is not None and slot.kind != "count":
+                raise self.fail(
+                    f"memory.{name}.once", "only a count can be set 'once' a guard holds"
+                )
             slots[name] = MemorySlot(
                 name, slot.kind, initial, slot.note, slot.ladder, step, max_change
             )
+        return slots
+
+    def memory_once(
+        self, slots: dict[str, MemorySlot], scope: guards.Scope
+    ) -> dict[str, MemorySlot]:
+        """Counts set at the first visit where a guard holds, bound once the scope is known."""
+        for name, entry in self.entry.memory.items():
+            if entry.once is not None:
+                guard = self.guard(entry.once, scope, f"memory.{name}.once")
+                text = " ".join(entry.once.split())
+                slots[name] = attrs.evolve(slots[name], once=guard, once_text=text)
         return slots
 
     def scope(
@@ -760,6 +932,14 @@ class _Builder:
         if rounding not in ("nearest", "down"):
             raise self.fail(f"{path}.rounding", f"'{rounding}' is not one of nearest, down")
         rounding_mode: Rounding = "nearest" if rounding == "nearest" else "down"
+        if entry.per_m2 is not None and entry.max is None:
+            raise self.fail(
+                path,
+                "a dose per m² needs a ceiling (max: mg per dose, or a site parameter): "
+                "a large BSA must not give an unbounded dose",
+            )
+        if entry.max is not None and entry.per_m2 is None:
+            raise self.fail(f"{path}.max", "only a dose per m² takes a ceiling (max)")
         try:
             return DoseSpec(
                 drug=entry.drug,
@@ -774,6 +954,14 @@ class _Builder:
                 if entry.round_to is None
                 else self.quantity(entry.round_to, "mg", f"{path}.round_to"),
                 rounding=rounding_mode,
+                ceiling=None
+                if entry.max is None
+                else self.quantity(entry.max, "mg", f"{path}.max"),
+                ceiling_name=(
+                    entry.max.strip()
+                    if entry.max is not None and entry.max.strip() in self.parameters
+                    else ""
+                ),
             )
         except ValueError as error:
             raise self.fail(path, str(error)) from None
@@ -911,7 +1099,9 @@ class _Builder:
                     start_memory=self.start_memory(entry.start, protocol, f"{path}.start.memory"),
                     start_days_on_therapy=entry.start.days_on_therapy if entry.start else None,
                     start_days_at_dose=entry.start.days_at_dose if entry.start else None,
+                    start_days_in_state=entry.start.days_in_state if entry.start else None,
                     line=self.where.line(path),
+                    quote=entry.quote,
                 )
             )
         return tuple(scenarios)

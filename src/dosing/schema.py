@@ -33,9 +33,10 @@ def _object(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
     properties = {}
     required = []
     for field in attrs.fields(cls):
-        properties[field.name] = _type(hints[field.name], definitions)
+        key = field.metadata.get("key", field.name)  # 'while', 'except': keywords in Python
+        properties[key] = _type(hints[field.name], definitions)
         if field.default is attrs.NOTHING:
-            required.append(field.name)
+            required.append(key)
     schema: dict[str, Any] = {
         "type": "object",
         "properties": properties,
