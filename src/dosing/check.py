@@ -62,6 +62,8 @@ class Report:
     boundary_cases: int = 0
     properties: int = 0
     """Declared properties searched on generated timelines."""
+    invariants: int = 0
+    """Label invariants searched on generated courses."""
 
     @property
     def errors(self) -> int:
@@ -76,6 +78,7 @@ class Report:
             "transitions_exercised": self.transitions_exercised,
             "boundary_cases": self.boundary_cases,
             "properties": self.properties,
+            "invariants": self.invariants,
             "findings": [finding.to_json() for finding in self.findings],
         }
 
@@ -98,13 +101,23 @@ def check(protocol: Protocol, property_examples: int | None = None) -> Report:
     findings += scenario_findings
     findings += properties(protocol, property_examples)
     total = sum(len(state.transitions) for state in protocol.states.values())
-    searched = len(protocol.properties) if property_examples != 0 and protocol.scenarios else 0
-    return Report(protocol.id, tuple(findings), count, exercised, total, cases, searched)
+    searched = property_examples != 0 and bool(protocol.scenarios)
+    return Report(
+        protocol.id,
+        tuple(findings),
+        count,
+        exercised,
+        total,
+        cases,
+        len(protocol.properties) if searched else 0,
+        len(protocol.invariants) if searched else 0,
+    )
 
 
 def properties(protocol: Protocol, examples: int | None) -> list[Finding]:
-    """The first declared property a generated timeline breaks, with the minimal timeline."""
-    if examples == 0 or not protocol.properties:
+    """The first declared property or label invariant a generated timeline breaks, with the
+    minimal timeline (and, for an invariant, the source sentence it encodes)."""
+    if examples == 0 or not (protocol.properties or protocol.invariants):
         return []
     if not protocol.scenarios:
         return [
@@ -118,10 +131,13 @@ def properties(protocol: Protocol, examples: int | None) -> list[Finding]:
     # hypothesis costs a few hundred ms to import; only `dosing check` needs it.
     from dosing import property_search
 
-    found = property_search.search(protocol, examples or property_search.EXAMPLES)
-    if found is None:
-        return []
-    return [Finding("property", "error", f"properties: {found.property}", found.describe())]
+    names = {invariant.name for invariant in protocol.invariants}
+    findings = []
+    for found in property_search.search_all(protocol, examples or property_search.EXAMPLES):
+        kind = "invariant" if found.property in names else "property"
+        where = f"{'invariants' if kind == 'invariant' else 'properties'}: {found.property}"
+        findings.append(Finding(kind, "error", where, found.describe()))
+    return findings
 
 
 # ---------------------------------------------------------------- guards as sets of inputs

@@ -35,7 +35,7 @@ def check_protocols(
         report = check(protocol, timelines)
         mutation = None
         if mutate:
-            mutation = mutation_score(protocol)
+            mutation = mutation_score(protocol, invariant_examples=timelines or 100)
             report = attrs.evolve(report, findings=(*report.findings, *mutation.findings()))
         reports.append((report, mutation))
     errors = sum(report.errors for report, _ in reports)
@@ -60,7 +60,9 @@ def _view(report: Report, mutation: MutationResult | None) -> Group:
         ("no errors", "green") if not report.errors else (f"{report.errors} errors", "bold red"),
         f" · {report.scenarios} scenarios · {report.transitions_exercised}/{report.transitions} "
         f"rules exercised · {report.boundary_cases} boundary cases · "
-        f"{report.properties} {'property' if report.properties == 1 else 'properties'} searched",
+        f"{report.properties} {'property' if report.properties == 1 else 'properties'} and "
+        f"{report.invariants} label {'invariant' if report.invariants == 1 else 'invariants'} "
+        "searched",
     )
     parts: list[Text | Table] = [verdict]
     if mutation is not None:

@@ -30,10 +30,12 @@ from dosing.guards import (
     Conjunction,
     CountType,
     Disjunction,
+    Either,
     Guard,
     Membership,
     Tally,
     comparisons_in,
+    exact_years,
 )
 from dosing.model import Protocol, Scenario, State, Transition
 from dosing.scenarios import run_scenario
@@ -60,19 +62,43 @@ class MutationResult:
     total: int
     caught: int
     survivors: tuple[Mutant, ...]
+    """Mutants no scenario catches."""
+    by_invariants: tuple[Mutant, ...] = ()
+    """Of the survivors, those a label invariant catches on generated courses."""
+    invariants_searched: bool = False
 
     @property
     def score(self) -> Fraction:
+        """The share the scenarios catch (the label invariants are reported beside it)."""
         return Fraction(self.caught, self.total) if self.total else Fraction(1)
 
     def __str__(self) -> str:
         share = format_number(self.score * 100, 1)
-        return f"{self.caught} of {self.total} mutants caught ({share}%; target >= 90%)"
+        text = (
+            f"{self.caught} of {self.total} mutants caught by scenarios ({share}%; target >= 90%)"
+        )
+        if self.invariants_searched:
+            both = format_number(
+                Fraction(self.caught + len(self.by_invariants), self.total) * 100, 1
+            )
+            text += (
+                f"; the label invariants catch {len(self.by_invariants)} of the "
+                f"{len(self.survivors)} left ({both}% with both)"
+            )
+        return text
 
     def findings(self) -> list[Finding]:
         found = [
             Finding(
-                "mutation", "warning", mutant.where, f"survived: {mutant.change} (add a scenario)"
+                "mutation",
+                "note" if mutant in self.by_invariants else "warning",
+                mutant.where,
+                f"survived the scenarios: {mutant.change} "
+                + (
+                    "(a label invariant catches it)"
+                    if mutant in self.by_invariants
+                    else "(add a scenario)"
+                ),
             )
             for mutant in self.survivors
         ]
@@ -87,15 +113,23 @@ class MutationResult:
             "total": self.total,
             "caught": self.caught,
             "score": float(self.score),
-            "survivors": [{"where": m.where, "change": m.change} for m in self.survivors],
+            "caught_only_by_invariants": len(self.by_invariants)
+            if self.invariants_searched
+            else None,
+            "survivors": [
+                {"where": m.where, "change": m.change, "invariant_catches": m in self.by_invariants}
+                for m in self.survivors
+            ],
         }
 
 
 Outcome = list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
 
 
-def mutation_score(protocol: Protocol) -> MutationResult:
-    """Run every mutant against the scenarios."""
+def mutation_score(protocol: Protocol, invariant_examples: int = 0) -> MutationResult:
+    """Run every mutant against the scenarios; with `invariant_examples`, search that many
+    generated courses (and scenario timelines) of each survivor for a label invariant it
+    breaks: the mutants only the invariants catch."""
     baseline = [_outcome(protocol, scenario) for scenario in protocol.scenarios]
     survivors = []
     total = 0
@@ -103,7 +137,22 @@ def mutation_score(protocol: Protocol) -> MutationResult:
         total += 1
         if not _caught(mutant.protocol, baseline):
             survivors.append(mutant)
-    return MutationResult(protocol.id, total, total - len(survivors), tuple(survivors))
+    by_invariants: list[Mutant] = []
+    if invariant_examples and protocol.invariants:
+        from dosing.property_search import search  # hypothesis: only when asked
+
+        for mutant in survivors:
+            only_invariants = attrs.evolve(mutant.protocol, properties=())
+            if search(only_invariants, invariant_examples, shrink=False) is not None:
+                by_invariants.append(mutant)
+    return MutationResult(
+        protocol.id,
+        total,
+        total - len(survivors),
+        tuple(survivors),
+        tuple(by_invariants),
+        bool(invariant_examples and protocol.invariants),
+    )
 
 
 def _outcome(protocol: Protocol, scenario: Scenario) -> Outcome:
@@ -192,6 +241,8 @@ def _equivalent(protocol: Protocol, atom: Comparison, mutated: Comparison) -> bo
     """Whether no value the subject can take tells the two comparisons apart: a dose on a
     ladder takes only its levels; counts and days are whole numbers. Such a mutant cannot
     be caught by any scenario, so it is not counted."""
+    if atom.completed_years:  # an age in completed years: compare what each really means
+        return exact_years(atom) == exact_years(mutated)
     before, after = COMPARE[atom.op], COMPARE[mutated.op]
     levels = _levels(protocol, atom.subject)
     if atom.reference is not None and levels is not None:
@@ -258,5 +309,8 @@ def _replace(guard: Guard, old: Comparison, new: Comparison) -> Guard:
         return Complement(_replace(guard.item, old, new))
     if isinstance(guard, Tally):
         return attrs.evolve(guard, items=tuple(_replace(item, old, new) for item in guard.items))
+    if isinstance(guard, Either):
+        replaced = tuple(new if item is old else item for item in guard.items)
+        return attrs.evolve(guard, items=replaced)
     items = tuple(_replace(item, old, new) for item in guard.items)
     return Conjunction(items) if isinstance(guard, Conjunction) else Disjunction(items)

@@ -33,15 +33,26 @@ def over_maximum(
 
     With `rules_too`, also the first visit whose rules asked for more (the engine refers then
     instead of recommending it): a protocol that should never need that safeguard."""
-    assert protocol.max_daily_dose is not None
     for date, observations in visits:
         decision, record = step(protocol, record, date, observations)
-        daily = daily_dose(protocol, decision)
-        if daily > protocol.max_daily_dose:
-            return f"{date}: {daily} mg/day in {decision.state} above {protocol.max_daily_dose}"
-        guarded = next((w for w in decision.warnings if OVER_MAXIMUM in w), None)
-        if rules_too and guarded is not None:
-            return f"{date}: in {decision.state}, {guarded}"
+        broken = over_maximum_at(protocol, decision, rules_too)
+        if broken is not None:
+            return broken
+    return None
+
+
+def over_maximum_at(protocol: Protocol, decision: Decision, rules_too: bool = False) -> str | None:
+    """Whether one decision recommends more than the maximum (or, `rules_too`, its rules
+    asked for more), described."""
+    assert protocol.max_daily_dose is not None
+    daily = daily_dose(protocol, decision)
+    if daily > protocol.max_daily_dose:
+        return (
+            f"{decision.date}: {daily} mg/day in {decision.state} above {protocol.max_daily_dose}"
+        )
+    guarded = next((w for w in decision.warnings if OVER_MAXIMUM in w), None)
+    if rules_too and guarded is not None:
+        return f"{decision.date}: in {decision.state}, {guarded}"
     return None
 
 
@@ -53,8 +64,10 @@ def lower_raises(
     observations: Sequence[Observation],
     lab: str,
     lower: Fraction,
+    before: Decision | None = None,
 ) -> str | None:
-    """Whether replacing `lab` by a lower value raises the dose from the same record.
+    """Whether replacing `lab` by a lower value raises the dose from the same record
+    (`before`: the decision with the value as observed, when already made).
 
     Only two recommended doses are compared: a referral (say, for an assessment that only a
     higher count makes relevant) recommends none, so it is neither higher nor lower."""
@@ -64,7 +77,8 @@ def lower_raises(
         return None
     lowered = [o for o in observations if o.name != lab]
     lowered.append(attrs.evolve(current, value=lower, entered=f"{lower}"))
-    before, _ = step(protocol, record, date, observations)
+    if before is None:
+        before, _ = step(protocol, record, date, observations)
     after, _ = step(protocol, record, date, lowered)
     if "refer" in (before.action, after.action):
         return None  # a referral recommends no dose: the clinician decides

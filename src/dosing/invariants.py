@@ -1,0 +1,194 @@
+"""Label invariants, watched along a course: what a source forbids, checked against the
+decisions the engine actually made, visit by visit.
+
+Pure: a `CourseWatch` is given each visit (the record before it, the observations and the
+decision) and answers with the first invariant the visit breaks. It reads the values the
+engine reads at that visit (`engine.visit_values`: a stale lab is unknown), never the rules'
+own memory, so a wrong rule cannot satisfy its own invariant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
+
+import attrs
+
+from dosing.decision import Decision, daily_amount
+from dosing.engine import visit_values
+from dosing.guards import Value, evaluate
+from dosing.model import Invariant, Protocol
+from dosing.observations import Observation
+from dosing.patient import PatientRecord
+from dosing.units import format_number
+
+
+@attrs.frozen
+class Breach:
+    """An invariant broken at a visit, and how."""
+
+    invariant: Invariant
+    date: dt.date
+    message: str
+
+
+@attrs.define
+class _Seen:
+    """What one invariant has seen of the course so far."""
+
+    once_on: dt.date | None = None
+    events: list[dt.date] = attrs.Factory(list)
+    bound: Fraction | None = None
+    strict: bool = False
+
+
+@attrs.define
+class CourseWatch:
+    """Follows one patient's course and reports the first invariant a decision breaks."""
+
+    protocol: Protocol
+    invariants: tuple[Invariant, ...]
+    seen: dict[str, _Seen] = attrs.Factory(dict)
+    last_dose: dict[str, Fraction] = attrs.Factory(dict)
+    """mg/day last given, per drug (the dose at an interruption)."""
+
+    @classmethod
+    def of(cls, protocol: Protocol) -> CourseWatch:
+        return cls(protocol, protocol.invariants)
+
+    def visit(
+        self,
+        record: PatientRecord,
+        date: dt.date,
+        observations: Iterable[Observation],
+        decision: Decision,
+    ) -> list[Breach]:
+        """Check one visit (`record` is the patient before it): the invariants it breaks."""
+        values = visit_values(self.protocol, record, date, observations)
+        if record.therapy_started_on is None:
+            values["days_on_therapy"] = Fraction(0)  # not started yet: no day on therapy
+        breaches = []
+        for invariant in self.invariants:
+            seen = self.seen.setdefault(invariant.name, _Seen())
+            once = invariant.once
+            if once is not None and seen.once_on is None and evaluate(once, values).truth:
+                seen.once_on = date
+            found = None
+            if self._applies(invariant, seen, values, date):
+                found = self._breaks(invariant, seen, date, decision)
+            self._remember(invariant, seen, date, decision)
+            if found is not None:
+                breaches.append(Breach(invariant, date, found))
+        for drug in {dose.drug for dose in decision.doses}:
+            self.last_dose[drug] = daily_amount(decision.doses, drug)
+        return breaches
+
+    def _applies(
+        self, invariant: Invariant, seen: _Seen, values: Mapping[str, Value | None], date: dt.date
+    ) -> bool:
+        if invariant.once is not None and seen.once_on is None:
+            return False
+        # Unknown counts as holding: a missing value never excuses what the source forbids.
+        if invariant.while_ is not None and evaluate(invariant.while_, values).truth is False:
+            return False
+        if invariant.kind == "stays_at_most_after" or not invariant.after:
+            return True
+        if len(seen.events) < invariant.times:
+            return False
+        within = invariant.within_days
+        return within is None or (date - seen.events[-1]).days < within
+
+    def _breaks(
+        self, invariant: Invariant, seen: _Seen, date: dt.date, decision: Decision
+    ) -> str | None:
+        daily = daily_amount(decision.doses, invariant.drug)
+        fired = {rule.id for rule in decision.rules}
+        what = _decided(decision)
+        if invariant.kind == "stays_at_most_after":
+            if seen.bound is None or daily == 0 or fired & invariant.exempt:
+                return None
+            over = daily >= seen.bound if seen.strict else daily > seen.bound
+            if not over:
+                return None
+            limit = f"{'below' if seen.strict else 'at most'} {_mg(seen.bound)}"
+            return f"{date}: {what}, where the dose stays {limit} after {_events(invariant)}"
+        if fired & invariant.exempt:
+            return None
+        if invariant.kind == "never":
+            forbidden = decision.action in invariant.actions or (
+                "dose" in invariant.actions and daily > 0
+            )
+            return f"{date}: {what}{_context(invariant)}" if forbidden else None
+        if invariant.kind == "recheck_within":
+            assert invariant.amount is not None
+            if decision.next_check is None or (
+                invariant.actions and decision.action not in invariant.actions
+            ):
+                return None
+            days = (decision.next_check - date).days
+            if days <= invariant.amount:
+                return None
+            return (
+                f"{date}: {what}, next check in {days} days, not within "
+                f"{format_number(invariant.amount)} days{_context(invariant)}"
+            )
+        assert invariant.amount is not None
+        if daily == 0 or (invariant.actions and decision.action not in invariant.actions):
+            return None
+        if invariant.kind == "ceiling" and daily > invariant.amount:
+            return f"{date}: {what}, above {_mg(invariant.amount)}{_context(invariant)}"
+        if invariant.kind == "floor" and daily < invariant.amount:
+            return f"{date}: {what}, below {_mg(invariant.amount)}{_context(invariant)}"
+        return None
+
+    def _remember(
+        self, invariant: Invariant, seen: _Seen, date: dt.date, decision: Decision
+    ) -> None:
+        fired = {rule.id for rule in decision.rules}
+        event = decision.action in invariant.after or bool(fired & invariant.after)
+        if invariant.kind != "stays_at_most_after":
+            if event:
+                seen.events.append(date)
+            return
+        daily = daily_amount(decision.doses, invariant.drug)
+        if fired & invariant.exempt and daily > 0:
+            seen.bound, seen.strict = daily, False  # the named rule sets the new level
+        if not event:
+            return
+        seen.events.append(date)
+        if daily > 0:  # a reduction: at most the new dose from now on
+            seen.bound, seen.strict = daily, False
+        elif invariant.drug in self.last_dose:  # a hold: the dose at the interruption
+            seen.bound, seen.strict = self.last_dose[invariant.drug], invariant.below
+
+
+def _mg(daily: Fraction) -> str:
+    return f"{format_number(daily)} mg/day"
+
+
+def _decided(decision: Decision) -> str:
+    doses = ", ".join(str(dose) for dose in decision.doses)
+    rules = ", ".join(rule.id for rule in decision.rules) or "no rule"
+    return f"{decision.action.upper()}{' ' + doses if doses else ''} (rule {rules})"
+
+
+def _events(invariant: Invariant) -> str:
+    return " or ".join(sorted(invariant.after))
+
+
+def _context(invariant: Invariant) -> str:
+    parts = []
+    if invariant.while_text:
+        parts.append(f"while {invariant.while_text}")
+    if invariant.once_text:
+        parts.append(f"once {invariant.once_text} has held")
+    if invariant.after:
+        times = f" {invariant.times} times" if invariant.times > 1 else ""
+        within = (
+            f" within {format_number(invariant.within_days)} days"
+            if invariant.within_days is not None
+            else ""
+        )
+        parts.append(f"after {_events(invariant)}{times}{within}")
+    return f" ({'; '.join(parts)})" if parts else ""
