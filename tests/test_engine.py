@@ -136,5 +136,8 @@ def test_memory_and_time_advance(imatinib: Protocol) -> None:
         "held_from": "dose_400",
         "level": 400,
         "last_effective": 400,
+        "evaluated": 0,
+        "both_held": 0,
+        "hepatic_reduced": 0,
     }
     assert record.state_since == later

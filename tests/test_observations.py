@@ -92,14 +92,20 @@ def test_unit_not_in_the_compiled_table_still_converts(imatinib: Protocol) -> No
     assert read(imatinib, "anc", "1200 1/mm^3") == Fraction(6, 5)
 
 
-def test_triglycerides_in_mmol_per_litre_are_refused_for_hlh() -> None:
-    """The HLH criterion is in mg/dL and no conversion factor is given: mmol/L is refused."""
+def test_triglycerides_in_mmol_per_litre_are_read_in_their_own_measure() -> None:
+    """HLH-2004 gives >= 3.0 mmol/L and >= 265 mg/dL, which do not agree exactly: a value in
+    mmol/L is kept in mmol/L (as triglycerides_molar), never converted to mg/dL."""
     from tests.conftest import ROOT, load_file
 
     hlh = load_file(ROOT / "protocols" / "ruxolitinib-hlh.yaml")
-    with pytest.raises(ObservationError) as caught:
-        read(hlh, "triglycerides", "3.0 mmol/L")
-    assert str(caught.value).startswith(
-        "triglycerides=3.0 mmol/L: mmol/L cannot be converted to mg/dL: dosing knows no molar "
-        "mass for triglycerides"
+    molar = read_observation(hlh, "triglycerides", "3.0 mmol/L", DAY)
+    assert (molar.name, molar.value, molar.entered) == (
+        "triglycerides_molar",
+        Fraction(3),
+        "3.0 mmol/L",
     )
+    mass = read_observation(hlh, "triglycerides", "265 mg/dL", DAY)
+    assert (mass.name, mass.value) == ("triglycerides", Fraction(265))
+    with pytest.raises(ObservationError) as caught:
+        read(hlh, "triglycerides", "3.0 kg")
+    assert str(caught.value).startswith("triglycerides=3.0 kg: ")

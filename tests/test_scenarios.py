@@ -9,7 +9,8 @@ import pytest
 
 from dosing.guards import Comparison, comparisons_in
 from dosing.model import Protocol, Scenario
-from dosing.scenarios import VisitResult, run_scenario
+from dosing.observations import read_observation
+from dosing.scenarios import SCENARIO_START, VisitResult, run_scenario
 from dosing.units import split_value
 from tests.conftest import PROTOCOL_FILES, load_file
 
@@ -45,10 +46,13 @@ def equivalent_spellings(protocol: Protocol, scenario: Scenario) -> dict[str, li
     """For each value typed in the scenario, the same value typed in every other known unit."""
     alternatives: dict[str, list[str]] = {}
     for visit in scenario.visits:
-        for name, (text, _) in visit.observations.items():
-            reading = protocol.readings.get(name)
-            if reading is None or text in alternatives:
+        for typed_as, (text, _) in visit.observations.items():
+            if typed_as not in protocol.readings or text in alternatives:
                 continue
+            # The name the value is read as: a unit of the other measure reads as the twin
+            # (triglycerides in mmol/L are triglycerides_molar).
+            name = read_observation(protocol, typed_as, text, SCENARIO_START).name
+            reading = protocol.readings[name]
             number, spelled = split_value(text)
             canonical = reading.spellings[spelled or reading.bare_unit or ""].apply(number)
             found = []
