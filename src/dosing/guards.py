@@ -173,6 +173,22 @@ def names_in(guard: Guard) -> frozenset[str]:
     return frozenset().union(*(names_in(item) for item in guard.items))
 
 
+def map_comparisons(guard: Guard, change: Callable[[Comparison], Comparison]) -> Guard:
+    """The guard with every comparison passed through `change` (the structure kept)."""
+    if isinstance(guard, Comparison):
+        return change(guard)
+    if isinstance(guard, Membership):
+        return guard
+    if isinstance(guard, Complement):
+        return Complement(map_comparisons(guard.item, change))
+    if isinstance(guard, Either):
+        return attrs.evolve(guard, items=tuple(change(item) for item in guard.items))
+    items = tuple(map_comparisons(item, change) for item in guard.items)
+    if isinstance(guard, Tally):
+        return attrs.evolve(guard, items=items)
+    return Conjunction(items) if isinstance(guard, Conjunction) else Disjunction(items)
+
+
 def comparisons_in(guard: Guard) -> tuple[Comparison | Membership, ...]:
     """Every atom of a guard, in reading order."""
     if isinstance(guard, Comparison | Membership):

@@ -26,16 +26,11 @@ from dosing.guards import (
     COMPARE,
     WHOLE_DAYS,
     Comparison,
-    Complement,
-    Conjunction,
     CountType,
-    Disjunction,
-    Either,
     Guard,
-    Membership,
-    Tally,
     comparisons_in,
     exact_years,
+    map_comparisons,
 )
 from dosing.model import Protocol, Scenario, State, Transition
 from dosing.scenarios import run_scenario
@@ -77,7 +72,7 @@ class MutationResult:
         text = (
             f"{self.caught} of {self.total} mutants caught by scenarios ({share}%; target >= 90%)"
         )
-        if self.invariants_searched:
+        if self.invariants_searched and self.survivors:
             both = format_number(
                 Fraction(self.caught + len(self.by_invariants), self.total) * 100, 1
             )
@@ -138,12 +133,20 @@ def mutation_score(protocol: Protocol, invariant_examples: int = 0) -> MutationR
         if not _caught(mutant.protocol, baseline):
             survivors.append(mutant)
     by_invariants: list[Mutant] = []
-    if invariant_examples and protocol.invariants:
-        from dosing.property_search import search  # hypothesis: only when asked
+    if invariant_examples and protocol.invariants and survivors:
+        from dosing.property_search import search, search_all  # hypothesis: only when asked
 
-        for mutant in survivors:
-            only_invariants = attrs.evolve(mutant.protocol, properties=())
-            if search(only_invariants, invariant_examples, shrink=False) is not None:
+        # An invariant the protocol itself breaks tells no mutant apart: leave it out.
+        kept = attrs.evolve(protocol, properties=())
+        itself = {found.property for found in search_all(kept, invariant_examples, shrink=False)}
+        watched = tuple(i for i in protocol.invariants if i.name not in itself)
+        for mutant in survivors if watched else ():
+            only_invariants = attrs.evolve(mutant.protocol, properties=(), invariants=watched)
+            try:
+                broken = search(only_invariants, invariant_examples, shrink=False) is not None
+            except DosingError:  # the mutant made the engine refuse a course: caught too
+                broken = True
+            if broken:
                 by_invariants.append(mutant)
     return MutationResult(
         protocol.id,
@@ -222,7 +225,10 @@ def mutants(protocol: Protocol) -> Iterator[Mutant]:
             for later in range(index + 1, len(state.transitions)):
                 partner = state.transitions[later]
                 if partner.priority != transition.priority and (
-                    common_region(transition.when, partner.when) is not None
+                    common_region(
+                        _resolved(protocol, transition.when), _resolved(protocol, partner.when)
+                    )
+                    is not None
                 ):  # rules that never both apply: swapping their priorities changes nothing
                     transitions = list(state.transitions)
                     transitions[index] = attrs.evolve(transition, priority=partner.priority)
@@ -301,16 +307,17 @@ def _replace_transition(protocol: Protocol, state: State, index: int, new: Trans
 
 def _replace(guard: Guard, old: Comparison, new: Comparison) -> Guard:
     """The guard with one atom (by identity) replaced."""
-    if guard is old:
-        return new
-    if isinstance(guard, Comparison | Membership):
-        return guard
-    if isinstance(guard, Complement):
-        return Complement(_replace(guard.item, old, new))
-    if isinstance(guard, Tally):
-        return attrs.evolve(guard, items=tuple(_replace(item, old, new) for item in guard.items))
-    if isinstance(guard, Either):
-        replaced = tuple(new if item is old else item for item in guard.items)
-        return attrs.evolve(guard, items=replaced)
-    items = tuple(_replace(item, old, new) for item in guard.items)
-    return Conjunction(items) if isinstance(guard, Conjunction) else Disjunction(items)
+    return map_comparisons(guard, lambda atom: new if atom is old else atom)
+
+
+def _resolved(protocol: Protocol, guard: Guard) -> Guard:
+    """The guard with thresholds written as a parameter (`trough >= trough_refer_above`) as
+    plain thresholds, so overlap analysis compares them with thresholds written as numbers."""
+
+    def plain(atom: Comparison) -> Comparison:
+        constant = None if atom.reference is None else protocol.constants.get(atom.reference)
+        if constant is None:
+            return atom
+        return attrs.evolve(atom, factor=atom.factor * constant, reference=None)
+
+    return map_comparisons(guard, plain)
