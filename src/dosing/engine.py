@@ -23,6 +23,7 @@ from dosing.model import Action, DoseSpec, Effect, Protocol, State, Transition
 from dosing.observations import Observation
 from dosing.patient import PatientRecord
 from dosing.units import conversion, format_number
+from dosing.vocabulary import VOCABULARY, Quantitative
 
 _NO_DOSE: frozenset[str] = frozenset({"refer", "hold", "discontinue", "ineligible"})
 
@@ -48,8 +49,12 @@ def step(
     visit: dt.date,
     observations: Iterable[Observation] = (),
     patient_id: str | None = None,
+    explain: bool = True,
 ) -> tuple[Decision, PatientRecord]:
-    """Decide one visit. Returns the decision and the patient's record after it."""
+    """Decide one visit. Returns the decision and the patient's record after it.
+
+    `explain=False` leaves out the per-value reasons (each finding in words): a search over
+    thousands of generated visits reads only the action, doses, rules and next check."""
     origin = record.state or protocol.initial
     if origin not in protocol.states:
         raise EngineError(
@@ -76,7 +81,9 @@ def step(
             warnings.append(why)  # a stale result the rules here would have read
     state = protocol.states[origin]
     chosen, outcome, considered = _choose(state, facts)
-    decide = _Decider(protocol, record, visit, patient_id, facts, merged, memory, warnings, noted)
+    decide = _Decider(
+        protocol, record, visit, patient_id, facts, merged, memory, warnings, noted, explain
+    )
     if outcome is not None and outcome.truth is None:
         return decide.cannot_decide(state, outcome, chosen)
     if chosen is not None and outcome is not None:
@@ -137,6 +144,15 @@ def _gather(
             absent[name] = (
                 f"{lab.label} from {observation.drawn_on} was drawn before the current dose "
                 f"started ({dosed}): not used; draw a new {lab.label}"
+            )
+            continue
+        waited = (observation.drawn_on - dosed).days if dosed is not None else None
+        if lab.steady_after_days and waited is not None and waited < lab.steady_after_days:
+            absent[name] = (
+                f"{lab.label} from {observation.drawn_on} was drawn {waited} days after the "
+                f"dose changed ({dosed}), before steady state ({lab.steady_after_days} days): "
+                f"not used; draw a {lab.label} from "
+                f"{observation.drawn_on - dt.timedelta(waited - lab.steady_after_days)}"
             )
             continue
         if age > lab.max_age_days:
@@ -211,6 +227,13 @@ def _remember_once(
                 f"Noted for the rest of the course: {slot.once_text} ({name.replace('_', ' ')})"
             )
     return noted
+
+
+def _twin_present(name: str, facts: _Facts) -> bool:
+    entry = VOCABULARY.get(name)
+    measure = entry.measure if entry is not None else None
+    twin = measure.twin if isinstance(measure, Quantitative) else None
+    return twin is not None and facts.values.get(twin) is not None
 
 
 def _derive(
@@ -290,6 +313,7 @@ class _Decider:
     warnings: list[str]
     noted: list[str] = attrs.Factory(list)
     """Reasons for 'once' counts set at this visit."""
+    explaining: bool = True
 
     def label(self, name: str) -> str:
         kind = self.protocol.scope.get(name)
@@ -297,6 +321,8 @@ class _Decider:
 
     def explain(self, findings: Iterable[Finding]) -> list[str]:
         texts: list[str] = []
+        if not self.explaining:
+            return texts
         for finding in findings:
             text = describe(
                 finding, self.protocol.scope, self.facts.entered, self.facts.defaults_used
@@ -355,11 +381,15 @@ class _Decider:
         # Ask for everything the state's rules read and lack, so one new draw settles it.
         reads = self.protocol.reads.get(state.name, frozenset())
         lacking = set(outcome.missing) | {name for name in reads if name in self.facts.absent}
+        # An analyte measured in one of its two measures is not lacking in the other.
+        lacking -= {name for name in lacking if _twin_present(name, self.facts)}
         for name in sorted(lacking):
-            self.warnings.append(self.facts.absent.get(name, f"{name} is not known"))
-        labels = ", ".join(sorted(self.label(name) for name in lacking))
+            said = self.facts.absent.get(name, f"{name} is not known")
+            if said not in self.warnings:  # one analyte in two measures is asked for once
+                self.warnings.append(said)
+        labels = ", ".join(sorted({self.label(name) for name in lacking}))
         rule = f"'{transition.rule}' " if transition else ""
-        blocking = ", ".join(sorted(self.label(name) for name in outcome.missing))
+        blocking = ", ".join(sorted({self.label(name) for name in outcome.missing}))
         reasons = [
             f"Cannot decide in state {state.name}: rule {rule}needs {blocking}; no dose is "
             f"recommended from missing or stale data (needed here: {labels})",
@@ -545,6 +575,15 @@ class _Decider:
             f"{spec.drug} {format_number(spec.per_m2)} mg/m² x BSA {format_number(bsa, 3)} m² "
             f"(Mosteller) = {format_number(raw, 1)} mg{how}"
         )
+        if spec.tolerance is not None and abs(amount - raw) > spec.tolerance * raw:
+            share = format_number(abs(amount - raw) / raw * 100, 0)
+            allowed = format_number(spec.tolerance * 100)
+            self.warnings.append(
+                f"{spec.drug}: the rounded dose, {format_number(amount)} mg, is {share}% from the "
+                f"calculated {format_number(raw, 1)} mg (at most {allowed}%); a finer "
+                "formulation or the clinician decides"
+            )
+            return None
         if spec.ceiling is not None and amount > spec.ceiling:
             named = f" ({spec.ceiling_name})" if spec.ceiling_name else ""
             self.warnings.append(

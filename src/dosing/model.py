@@ -55,6 +55,9 @@ class LabInput:
     """The protocol's upper limit of normal, in `unit`, when the patient's own is not given."""
     after_dose_change: bool = False
     """Only a result drawn after the current dose started is used (a trough)."""
+    steady_after_days: int = 0
+    """With after_dose_change: only a result drawn at least this many days after the current
+    dose started is used (steady state)."""
 
 
 @attrs.frozen
@@ -104,6 +107,9 @@ class DoseSpec:
     """mg per administration above which a per-m² dose is not given (refer)."""
     ceiling_name: str = ""
     """The site parameter the ceiling comes from, for the reasons."""
+    tolerance: Fraction | None = None
+    """For a per-m² dose: the largest share the rounded dose may differ from the calculated
+    one; beyond it the decision is refer (None: any rounding)."""
 
 
 @attrs.frozen

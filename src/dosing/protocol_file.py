@@ -71,6 +71,7 @@ class LabEntry:
     uln: str | None = None
     unit: str | None = None
     after_dose_change: bool = False
+    steady_after: str | None = None
 
 
 @attrs.frozen
@@ -117,6 +118,7 @@ class DoseEntry:
     round_to: str | None = None
     rounding: str = "nearest"
     max: str | None = None
+    tolerance: str | None = None
 
 
 @attrs.frozen
@@ -543,7 +545,7 @@ class _Builder:
         """What the sources forbid, in their own words: bound against what can be observed
         (labs, facts, assessments, derived values, days on therapy, site parameters), never
         against the rules' own memory, so that a wrong rule cannot pass its own test."""
-        internal = {*protocol.memory, "days_in_state", "days_at_dose"}
+        internal = {*protocol.memory, "days_in_state"}  # the dose history is observable
         scope = {name: kind for name, kind in protocol.scope.items() if name not in internal}
         rules = {t.rule for state in protocol.states.values() for t in state.transitions}
         drugs = {dose.drug for state in protocol.states.values() for dose in state.doses}
@@ -697,8 +699,19 @@ class _Builder:
                 molar_mass=measure.molar_mass,
                 uln_default=uln,
                 after_dose_change=lab.after_dose_change,
+                steady_after_days=self.steady_after(lab, path),
             )
         return labs
+
+    def steady_after(self, lab: LabEntry, path: str) -> int:
+        if lab.steady_after is None:
+            return 0
+        if not lab.after_dose_change:
+            raise self.fail(f"{path}.steady_after", "steady_after needs after_dose_change: true")
+        days = self.quantity(lab.steady_after, "days", f"{path}.steady_after")
+        if days.denominator != 1 or days < 0:
+            raise self.fail(f"{path}.steady_after", "a wait is a whole number of days")
+        return int(days)
 
     def _lab_quantity(self, text: str, unit: str, name: str, mm: str | None, path: str) -> Fraction:
         resolved = self.resolve(text)
@@ -957,6 +970,9 @@ class _Builder:
                 ceiling=None
                 if entry.max is None
                 else self.quantity(entry.max, "mg", f"{path}.max"),
+                tolerance=None
+                if entry.tolerance is None
+                else self.fraction(entry.tolerance, f"{path}.tolerance"),
                 ceiling_name=(
                     entry.max.strip()
                     if entry.max is not None and entry.max.strip() in self.parameters

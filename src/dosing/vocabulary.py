@@ -121,6 +121,20 @@ _ENTRIES: tuple[Observable, ...] = (
     Observable("etoposide_indicated", "etoposide indicated", "assessment", Categorical(YES_NO)),
     Observable("sample_timing", "sample timing", "assessment", Categorical(TIMINGS)),
     Observable("life_threatening", "life-threatening disease", "assessment", Categorical(YES_NO)),
+    # The eligibility criteria that are not lab values (pregnancy, performance status, other
+    # diagnoses ...), confirmed by the clinician; each protocol's start message lists them.
+    Observable(
+        "eligibility_confirmed",
+        "other eligibility criteria met",
+        "assessment",
+        Categorical(YES_NO),
+    ),
+    Observable(
+        "renal_function_adequate",
+        "CrCl >= 15 mL/min or on dialysis (clinician's assessment)",
+        "assessment",
+        Categorical(YES_NO),
+    ),
 )  # fmt: skip
 
 VOCABULARY: dict[str, Observable] = {entry.name: entry for entry in _ENTRIES}
