@@ -48,7 +48,10 @@ def describe(
     assert finding.threshold is not None
     shown = _amount(value, unit)
     typed = entered.get(atom.subject)
-    if (
+    if atom.completed_years and value != math.floor(value):
+        # An age compares in completed years: say so, and what was entered.
+        shown = f"{format_number(Fraction(math.floor(value)))} completed years ({typed or shown})"
+    elif (
         typed is not None
         and not isinstance(kind, CountType)
         and not _same_spelling(typed, shown, unit)
@@ -70,10 +73,7 @@ def describe(
     else:
         ratio = ""
     if atom.completed_years:
-        whole = Fraction(math.floor(value))
-        if whole != value:
-            shown = f"{shown} ({format_number(whole)} completed years)"
-        value = whole
+        value = Fraction(math.floor(value))
     op = atom.op if finding.holds else f"not {atom.op}"
     gap = abs(value - finding.threshold)
     margin = "on the threshold" if gap == 0 else f"margin {_amount(gap, unit)}"

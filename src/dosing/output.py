@@ -35,6 +35,16 @@ def error(message: str) -> None:
     )
 
 
+def _bullets(mark: str, lines: tuple[str, ...], style: str) -> Table:
+    """One line per item; a long item wraps under its own text, not under the mark."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=3, justify="right")
+    grid.add_column()
+    for line in lines:
+        grid.add_row(Text(mark, style=style), Text(line, style=style))
+    return grid
+
+
 def decision_panel(decision: Decision) -> Panel:
     """A decision as a person reads it: what to do, why, and what to watch."""
     action = decision.action.upper()
@@ -54,10 +64,10 @@ def decision_panel(decision: Decision) -> Panel:
         )
     if decision.reasons:
         parts.append(Text("why", style="bold underline"))
-        parts.extend(Text(f"  • {reason}") for reason in decision.reasons)
+        parts.append(_bullets("•", decision.reasons, ""))
     if decision.warnings:
         parts.append(Text("warnings", style="bold yellow underline"))
-        parts.extend(Text(f"  ! {warning}", style="yellow") for warning in decision.warnings)
+        parts.append(_bullets("!", decision.warnings, "yellow"))
     parts.append(Text("dosing recommends; a person decides.", style="dim italic"))
     title = f"{decision.protocol} {decision.protocol_version} · {decision.date}"
     if decision.patient_id:

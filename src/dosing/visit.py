@@ -187,7 +187,7 @@ class _Conversation:
                 birth = dt.date.fromisoformat(patient.facts["birth_date"])
                 years = age_on(birth, self.date)
                 text = f"{format_number(years, 2)} years"
-                observations.append(Observation("age", years, f"{text} (born {birth})", self.date))
+                observations.append(Observation("age", years, f"{text}, born {birth}", self.date))
             elif name == "age" and "age_on" in patient.facts:  # imported: an age on a date
                 then = reader.read("age", patient.facts["age"], self.date).value
                 assert isinstance(then, Fraction)
@@ -248,7 +248,7 @@ class _Conversation:
         elif name in protocol.if_not_recorded:
             question += f" [Enter: {protocol.if_not_recorded[name]}]"
         else:
-            question += " [Enter: not measured]"
+            question += f" [Enter: not {'measured' if name in protocol.labs else 'assessed'}]"
         while True:
             text = self.ask(question, None).strip()
             if not text:
