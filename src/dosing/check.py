@@ -28,7 +28,7 @@ from dosing.checks import DOSES_PER_DAY, describe_point
 from dosing.engine import step
 from dosing.errors import DosingError
 from dosing.guards import WHOLE_DAYS, Comparison, CountType, Guard, comparisons_in
-from dosing.model import Protocol
+from dosing.model import DoseSpec, Protocol
 from dosing.observations import Observation, ObservationReader
 from dosing.patient import PatientRecord
 from dosing.scenarios import SCENARIO_START, run_scenario
@@ -45,9 +45,13 @@ class Finding:
     severity: Severity
     where: str
     message: str
+    timeline: tuple[str, ...] = ()
+    """For a broken property or invariant: the minimal timeline, one line per visit."""
 
-    def to_json(self) -> dict[str, str]:
-        return attrs.asdict(self)
+    def to_json(self) -> dict[str, object]:
+        record: dict[str, object] = attrs.asdict(self)
+        record["timeline"] = list(self.timeline)
+        return record
 
 
 @attrs.frozen
@@ -133,10 +137,16 @@ def properties(protocol: Protocol, examples: int | None) -> list[Finding]:
 
     names = {invariant.name for invariant in protocol.invariants}
     findings = []
-    for found in property_search.search_all(protocol, examples or property_search.EXAMPLES):
+    try:
+        searched = property_search.search_all(protocol, examples or property_search.EXAMPLES)
+    except DosingError as error:
+        return [Finding("property", "error", "properties", f"a generated course: {error}")]
+    for found in searched:
         kind = "invariant" if found.property in names else "property"
         where = f"{'invariants' if kind == 'invariant' else 'properties'}: {found.property}"
-        findings.append(Finding(kind, "error", where, found.describe()))
+        cited = f" [{found.source}]" if found.source else ""
+        message = f"{found.violation}{cited}. Minimal timeline from {found.start}:"
+        findings.append(Finding(kind, "error", where, message, found.visits))
     return findings
 
 
@@ -194,9 +204,10 @@ def _integers(interval: Interval) -> Fraction | None:
     """Some whole number inside the interval, or None."""
     low = interval.low
     if low is None:
-        candidate = (
-            Fraction(math.floor(interval.high)) if interval.high is not None else Fraction(0)
-        )
+        high = interval.high
+        candidate = Fraction(math.floor(high)) if high is not None else Fraction(0)
+        if high is not None and candidate == high and not interval.high_closed:
+            candidate -= 1  # 'count < 2' holds for 1
     else:
         candidate = Fraction(math.ceil(low))
         if candidate == low and not interval.low_closed:
@@ -311,22 +322,12 @@ def graph(protocol: Protocol) -> Iterator[Finding]:
 
 
 def dose_bounds(protocol: Protocol) -> Iterator[Finding]:
-    limit = protocol.max_daily_dose
     strengths = protocol.strengths
     for name, state in protocol.states.items():
         for index, dose in enumerate(state.doses):
             where = f"states.{name}.doses[{index}]"
-            if dose.per_m2 is not None and limit is not None and dose.drug == protocol.drug:
-                per_day = dose.per_m2 * DOSES_PER_DAY[dose.frequency]
-                bsa = limit / per_day
-                yield Finding(
-                    "per-m2 cap",
-                    "note",
-                    where,
-                    f"{format_number(dose.per_m2)} mg/m² {dose.frequency} exceeds the maximum of "
-                    f"{format_number(limit)} mg/day above a BSA of {format_number(bsa, 2)} m²; "
-                    "the engine refers instead of dosing there",
-                )
+            if dose.per_m2 is not None:
+                yield from _per_m2_cap(protocol, dose, where)
             amounts = [dose.amount] if dose.amount is not None else []
             if dose.round_to is not None:
                 amounts.append(dose.round_to)
@@ -346,6 +347,49 @@ def dose_bounds(protocol: Protocol) -> Iterator[Finding]:
                         f"{dose.drug} {format_number(amount)} mg cannot be made from the "
                         f"strengths available ({listed})",
                     )
+
+
+def _per_m2_cap(protocol: Protocol, dose: DoseSpec, where: str) -> Iterator[Finding]:
+    """Where a per-m² dose stops being given: its own ceiling, or the protocol's daily
+    maximum, whichever binds at the smaller BSA (above it the engine refers)."""
+    assert dose.per_m2 is not None
+    per_dose = f"{format_number(dose.per_m2)} mg/m² {dose.frequency}"
+    per_day = dose.per_m2 * DOSES_PER_DAY[dose.frequency]
+    limit = protocol.max_daily_dose if dose.drug == protocol.drug else None
+    if dose.ceiling is not None and (
+        limit is None or dose.ceiling * DOSES_PER_DAY[dose.frequency] <= limit
+    ):
+        raw, inclusive = _ceiling_passed(dose, dose.ceiling)
+        bsa = raw / dose.per_m2
+        yield Finding(
+            "per-m2 cap",
+            "note",
+            where,
+            f"{per_dose}: the rounded dose passes its ceiling of {format_number(dose.ceiling)} mg "
+            f"({dose.ceiling_name}) {'from' if inclusive else 'above'} a BSA of "
+            f"{format_number(bsa, 2)} m²; the engine refers there",
+        )
+    elif limit is not None:
+        bsa = limit / per_day
+        yield Finding(
+            "per-m2 cap",
+            "note",
+            where,
+            f"{per_dose} exceeds the maximum of {format_number(limit)} mg/day above a BSA of "
+            f"{format_number(bsa, 2)} m²; the engine refers instead of dosing there",
+        )
+
+
+def _ceiling_passed(dose: DoseSpec, ceiling: Fraction) -> tuple[Fraction, bool]:
+    """The calculated amount from which (True) or above which (False) the rounded dose is
+    more than the ceiling, rounding as the engine does (nearest: a tie rounds down)."""
+    step = dose.round_to
+    if step is None:
+        return ceiling, False
+    above = (math.floor(ceiling / step) + 1) * step  # the first rounded dose over the ceiling
+    if dose.rounding == "nearest":
+        return above - step / 2, False
+    return Fraction(above), True
 
 
 def _makeable(amount: Fraction, strengths: tuple[Fraction, ...]) -> bool:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 
 import attrs
 from rich.console import Group
@@ -24,18 +27,12 @@ def check_protocols(
     references: Iterable[str], as_json: bool, mutate: bool, timelines: int | None = None
 ) -> int:
     """Check each protocol; print the report; return the number of errors."""
+    references = list(references)
     reports: list[tuple[Report, MutationResult | None]] = []
-    for reference in references:
-        try:
-            protocol = catalog.load(reference)
-        except DosingError as error:
-            finding = Finding("load", "error", reference, str(error))
-            reports.append((Report(reference, (finding,)), None))
-            continue
-        report = check(protocol, timelines)
+    for reference, report in zip(references, _checked_all(references, timelines), strict=True):
         mutation = None
-        if mutate:
-            mutation = mutation_score(protocol, invariant_examples=timelines or 100)
+        if mutate and not any(finding.check == "load" for finding in report.findings):
+            mutation = mutation_score(catalog.load(reference), invariant_examples=timelines or 100)
             report = attrs.evolve(report, findings=(*report.findings, *mutation.findings()))
         reports.append((report, mutation))
     errors = sum(report.errors for report, _ in reports)
@@ -53,6 +50,23 @@ def check_protocols(
     return errors
 
 
+def _checked(reference: str, timelines: int | None) -> Report:
+    try:
+        protocol = catalog.load(reference)
+    except DosingError as error:
+        return Report(reference, (Finding("load", "error", reference, str(error)),))
+    return check(protocol, timelines)
+
+
+def _checked_all(references: list[str], timelines: int | None) -> list[Report]:
+    """Each protocol checked on its own core: they share nothing, and the search dominates."""
+    workers = min(len(references), os.cpu_count() or 1)
+    if workers < 2:
+        return [_checked(reference, timelines) for reference in references]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_checked, references, [timelines] * len(references)))
+
+
 def _view(report: Report, mutation: MutationResult | None) -> Group:
     verdict = Text.assemble(
         (report.protocol, "bold"),
@@ -67,9 +81,10 @@ def _view(report: Report, mutation: MutationResult | None) -> Group:
     parts: list[Text | Table] = [verdict]
     if mutation is not None:
         parts.append(Text(f"  mutation: {mutation}"))
-    if report.findings:
+    listed = [finding for finding in report.findings if not finding.timeline]
+    if listed:
         table = Table("severity", "check", "where", "finding", show_header=True, expand=False)
-        for finding in report.findings:
+        for finding in listed:
             table.add_row(
                 Text(finding.severity, _STYLE[finding.severity]),
                 Text(finding.check),
@@ -77,4 +92,15 @@ def _view(report: Report, mutation: MutationResult | None) -> Group:
                 Text(finding.message),  # plain: messages hold brackets rich would read as markup
             )
         parts.append(table)
+    for finding in report.findings:  # a counterexample reads best one visit per line
+        if finding.timeline:
+            parts.append(
+                Text.assemble(
+                    (f"{finding.severity} ", _STYLE[finding.severity]),
+                    f"{finding.check} · {finding.where}: {finding.message}",
+                )
+            )
+            parts += [
+                Text(f"  visit {number}: {line}") for number, line in enumerate(finding.timeline, 1)
+            ]
     return Group(*parts)

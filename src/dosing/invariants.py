@@ -43,6 +43,24 @@ class _Seen:
     strict: bool = False
 
 
+class _Made:
+    """One decision, read once for every invariant: the rules that fired, the daily amount
+    per drug, and (only for a breach) its description."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        self.fired = frozenset(rule.id for rule in decision.rules)
+        self._daily: dict[str, Fraction] = {}
+
+    def daily(self, drug: str) -> Fraction:
+        if drug not in self._daily:
+            self._daily[drug] = daily_amount(self.decision.doses, drug)
+        return self._daily[drug]
+
+    def text(self) -> str:
+        return _decided(self.decision)
+
+
 @attrs.define
 class CourseWatch:
     """Follows one patient's course and reports the first invariant a decision breaks."""
@@ -64,47 +82,65 @@ class CourseWatch:
         observations: Iterable[Observation],
         decision: Decision,
     ) -> list[Breach]:
-        """Check one visit (`record` is the patient before it): the invariants it breaks."""
-        values = visit_values(self.protocol, record, date, observations)
-        if record.therapy_started_on is None:
-            values["days_on_therapy"] = Fraction(0)  # not started yet: no day on therapy
+        """Check one visit (`record` is the patient before it): the invariants it breaks.
+
+        What the decision did is checked first; the visit's values are read only when an
+        invariant needs them (a 'once' to update, or a decision its conditions might forbid)."""
+        known: dict[str, Value | None] | None = None
+
+        def values() -> dict[str, Value | None]:
+            nonlocal known
+            if known is None:
+                known = visit_values(self.protocol, record, date, observations)
+                if record.therapy_started_on is None:
+                    known["days_on_therapy"] = Fraction(0)  # not started: no day on therapy
+            return known
+
         breaches = []
+        made = _Made(decision)
         for invariant in self.invariants:
             seen = self.seen.setdefault(invariant.name, _Seen())
             once = invariant.once
-            if once is not None and seen.once_on is None and evaluate(once, values).truth:
+            if once is not None and seen.once_on is None and evaluate(once, values()).truth:
                 seen.once_on = date
-            found = None
-            if self._applies(invariant, seen, values, date):
-                found = self._breaks(invariant, seen, date, decision)
-            self._remember(invariant, seen, date, decision)
+            found = self._breaks(invariant, seen, date, made)
             if found is not None:
-                breaches.append(Breach(invariant, date, found))
+                unknown = self._applies(invariant, seen, values(), date)
+                if unknown is not None:
+                    if unknown:  # the condition could not be ruled out: say what was missing
+                        found += f"; not known at this visit: {', '.join(sorted(unknown))}"
+                    breaches.append(Breach(invariant, date, found))
+            self._remember(invariant, seen, date, made)
         for drug in {dose.drug for dose in decision.doses}:
-            self.last_dose[drug] = daily_amount(decision.doses, drug)
+            self.last_dose[drug] = made.daily(drug)
         return breaches
 
     def _applies(
         self, invariant: Invariant, seen: _Seen, values: Mapping[str, Value | None], date: dt.date
-    ) -> bool:
+    ) -> frozenset[str] | None:
+        """None when the invariant does not apply at this visit; otherwise the names its
+        condition lacked (empty when it was known to hold)."""
         if invariant.once is not None and seen.once_on is None:
-            return False
+            return None
         # Unknown counts as holding: a missing value never excuses what the source forbids.
-        if invariant.while_ is not None and evaluate(invariant.while_, values).truth is False:
-            return False
+        unknown: frozenset[str] = frozenset()
+        if invariant.while_ is not None:
+            condition = evaluate(invariant.while_, values)
+            if condition.truth is False:
+                return None
+            if condition.truth is None:
+                unknown = condition.missing
         if invariant.kind == "stays_at_most_after" or not invariant.after:
-            return True
+            return unknown
         if len(seen.events) < invariant.times:
-            return False
+            return None
         within = invariant.within_days
-        return within is None or (date - seen.events[-1]).days < within
+        return unknown if within is None or (date - seen.events[-1]).days < within else None
 
-    def _breaks(
-        self, invariant: Invariant, seen: _Seen, date: dt.date, decision: Decision
-    ) -> str | None:
-        daily = daily_amount(decision.doses, invariant.drug)
-        fired = {rule.id for rule in decision.rules}
-        what = _decided(decision)
+    def _breaks(self, invariant: Invariant, seen: _Seen, date: dt.date, made: _Made) -> str | None:
+        decision, fired = made.decision, made.fired
+        daily = made.daily(invariant.drug)
+        what = made.text
         if invariant.kind == "stays_at_most_after":
             if seen.bound is None or daily == 0 or fired & invariant.exempt:
                 return None
@@ -112,14 +148,14 @@ class CourseWatch:
             if not over:
                 return None
             limit = f"{'below' if seen.strict else 'at most'} {_mg(seen.bound)}"
-            return f"{date}: {what}, where the dose stays {limit} after {_events(invariant)}"
+            return f"{date}: {what()}, where the dose stays {limit} after {_events(invariant)}"
         if fired & invariant.exempt:
             return None
         if invariant.kind == "never":
             forbidden = decision.action in invariant.actions or (
                 "dose" in invariant.actions and daily > 0
             )
-            return f"{date}: {what}{_context(invariant)}" if forbidden else None
+            return f"{date}: {what()}{_context(invariant)}" if forbidden else None
         if invariant.kind == "recheck_within":
             assert invariant.amount is not None
             if decision.next_check is None or (
@@ -130,28 +166,26 @@ class CourseWatch:
             if days <= invariant.amount:
                 return None
             return (
-                f"{date}: {what}, next check in {days} days, not within "
+                f"{date}: {what()}, next check in {days} days, not within "
                 f"{format_number(invariant.amount)} days{_context(invariant)}"
             )
         assert invariant.amount is not None
         if daily == 0 or (invariant.actions and decision.action not in invariant.actions):
             return None
         if invariant.kind == "ceiling" and daily > invariant.amount:
-            return f"{date}: {what}, above {_mg(invariant.amount)}{_context(invariant)}"
+            return f"{date}: {what()}, above {_mg(invariant.amount)}{_context(invariant)}"
         if invariant.kind == "floor" and daily < invariant.amount:
-            return f"{date}: {what}, below {_mg(invariant.amount)}{_context(invariant)}"
+            return f"{date}: {what()}, below {_mg(invariant.amount)}{_context(invariant)}"
         return None
 
-    def _remember(
-        self, invariant: Invariant, seen: _Seen, date: dt.date, decision: Decision
-    ) -> None:
-        fired = {rule.id for rule in decision.rules}
+    def _remember(self, invariant: Invariant, seen: _Seen, date: dt.date, made: _Made) -> None:
+        decision, fired = made.decision, made.fired
         event = decision.action in invariant.after or bool(fired & invariant.after)
         if invariant.kind != "stays_at_most_after":
             if event:
                 seen.events.append(date)
             return
-        daily = daily_amount(decision.doses, invariant.drug)
+        daily = made.daily(invariant.drug)
         if fired & invariant.exempt and daily > 0:
             seen.bound, seen.strict = daily, False  # the named rule sets the new level
         if not event:

@@ -78,8 +78,8 @@ def lower_raises(
     lowered = [o for o in observations if o.name != lab]
     lowered.append(attrs.evolve(current, value=lower, entered=f"{lower}"))
     if before is None:
-        before, _ = step(protocol, record, date, observations)
-    after, _ = step(protocol, record, date, lowered)
+        before, _ = step(protocol, record, date, observations, explain=False)
+    after, _ = step(protocol, record, date, lowered, explain=False)
     if "refer" in (before.action, after.action):
         return None  # a referral recommends no dose: the clinician decides
     if daily_dose(protocol, after) > daily_dose(protocol, before):
