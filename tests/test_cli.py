@@ -15,6 +15,7 @@ from tests.conftest import PROTOCOL_FILES, ROOT, load_file
 
 NORMAL = ["--lab", "platelets=180x10^9/L", "--lab", "alt=30U/L", "--lab", "ast=28U/L"]
 NORMAL += ["--lab", "bilirubin=0.7mg/dL", "--lab", "bleeding=no"]
+NORMAL += ["--lab", "eligibility_confirmed=yes"]
 ADULT = ["--patient", "age=45", "--patient", "sex=F", "--date", "2026-01-05"]
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import subprocess
 import sys
+from fractions import Fraction
 
 import pytest
 
@@ -16,7 +18,7 @@ from dosing.observations import Observation, read_observation
 from dosing.patient import PatientRecord
 
 DAY = dt.date(2026, 1, 5)
-ADULT = {"age": "45", "sex": "F", "bleeding": "no"}
+ADULT = {"age": "45", "sex": "F", "bleeding": "no", "eligibility_confirmed": "yes"}
 NORMAL = {
     "anc": "4 x10^9/L",
     "platelets": "250 x10^9/L",
@@ -141,3 +143,49 @@ def test_memory_and_time_advance(imatinib: Protocol) -> None:
         "hepatic_reduced": 0,
     }
     assert record.state_since == later
+
+
+def test_a_count_set_once_is_kept_when_the_visit_is_referred() -> None:
+    """ruxolitinib-hes: platelets 90 seen at a visit that cannot decide (no ANC) still bar
+    later increases: 'never < 100' covers every visit, referred ones too."""
+    from tests.conftest import ROOT, load_file
+
+    rux = load_file(ROOT / "protocols" / "ruxolitinib-hes.yaml")
+    record = PatientRecord(
+        state="on_ruxolitinib",
+        state_since=DAY - dt.timedelta(days=60),
+        therapy_started_on=DAY - dt.timedelta(days=60),
+        dose_since=DAY - dt.timedelta(days=30),
+        memory={"dose": Fraction(15)},
+    )
+    labs = {"platelets": "90 x10^9/L", "response": "partial"}
+    decision, after = run(rux, record, labs, DAY)
+    assert (decision.action, decision.doses) == ("refer", ())
+    assert after.memory["platelets_fell_below_100"] == 1
+
+
+def test_a_whole_taper_followed_on_the_dates_the_tool_gives() -> None:
+    """imatinib-hes, an adult in complete response from the 4-week evaluation, seen on each
+    next-check date the decisions give: 400 mg, then one step down after each month at a dose,
+    to 100 mg and off; no visit is late for the taper, none stalls on a stale lab."""
+    from tests.conftest import ROOT, load_file
+
+    imatinib = load_file(ROOT / "protocols" / "imatinib-hes.yaml")
+    labs = {**ADULT, **NORMAL, "relapse": "no", "life_threatening": "no"}
+    record, day, given = PatientRecord(), DAY, []
+    for _ in range(40):
+        on_therapy = record.therapy_started_on is not None
+        response = {"response": "complete"} if on_therapy else {}
+        decision, record = run(imatinib, record, {**labs, **response}, day)
+        assert decision.action != "refer", decision.reasons
+        given.append((day, decision.action, [d.short() for d in decision.doses]))
+        if decision.state == "off_drug":
+            break
+        assert decision.next_check is not None
+        day = decision.next_check
+    steps = [(d, doses) for d, action, doses in given if action in ("decrease", "discontinue")]
+    assert [doses for _, doses in steps] == [["300 mg qd"], ["200 mg qd"], ["100 mg qd"], []]
+    for (before, _), (after, _) in itertools.pairwise(steps):
+        assert (after - before).days >= 30  # taper_interval: a month at each dose
+    assert given[0][1:] == ("start", ["400 mg qd"])
+    assert (steps[-1][0] - DAY).days < 200  # about 4 weeks + 4 months, not stalled

@@ -154,3 +154,50 @@ def test_count_needs_a_plain_number() -> None:
     """A count compared with a quantity is refused when the protocol loads."""
     with pytest.raises(ProtocolError, match="a count is compared with a plain number"):
         compile_guard("count(splenomegaly) >= 1 x10^9/L", COUNTS)
+
+
+AGED: Scope = {
+    "age": QuantityType("years", "age"),
+    "triglycerides": QuantityType("mg/dL", "triglycerides"),
+    "triglycerides_molar": QuantityType("mmol/L", "triglycerides"),
+}
+
+
+@pytest.mark.parametrize(
+    ("guard", "age", "holds"),
+    [
+        ("age <= 22 years", "22.9", True),  # '22 years of age' lasts until the 23rd birthday
+        ("age <= 22 years", "23", False),
+        ("age > 80 years", "80.99", False),
+        ("age > 80 years", "81", True),
+        ("age < 18 years", "17.99", True),
+        ("age >= 18 years", "18", True),
+        ("age < 6 weeks", "0.115", False),  # weeks compare the exact age: 0.115 y > 6 weeks
+    ],
+)
+def test_an_age_in_years_compares_completed_years(guard: str, age: str, holds: bool) -> None:
+    assert evaluate(compile_guard(guard, AGED), {"age": Fraction(age)}).truth is holds
+
+
+def test_a_fractional_threshold_in_years_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="an age in years is compared in completed years"):
+        compile_guard("age < 17.5 years", AGED)
+
+
+@pytest.mark.parametrize(
+    ("values", "truth"),
+    [
+        ({"triglycerides": Fraction(265)}, True),  # compared in mg/dL, as reported
+        ({"triglycerides": Fraction(264)}, False),
+        ({"triglycerides_molar": Fraction(3)}, True),  # compared in mmol/L, never converted
+        ({"triglycerides_molar": Fraction("2.99")}, False),
+        ({}, None),  # neither measured: unknown
+        ({"triglycerides": Fraction(300), "triglycerides_molar": Fraction(2)}, None),  # disagree
+        ({"triglycerides": Fraction(300), "triglycerides_molar": Fraction(4)}, True),
+    ],
+)
+def test_one_analyte_in_two_measures_reads_the_one_reported(
+    values: dict[str, Fraction], truth: bool | None
+) -> None:
+    guard = compile_guard("triglycerides >= 3.0 mmol/L (265 mg/dL)", AGED)
+    assert evaluate(guard, values).truth is truth

@@ -69,4 +69,4 @@ def test_main_command_replays_the_example() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "resume-300-recurrence" in result.stdout
-    assert "observations: 116 = used 116" in result.stdout
+    assert "observations: 119 = used 119" in result.stdout

@@ -79,13 +79,14 @@ P1,2026-01-05,alt,20,U/L
 P1,2026-01-05,ast,20,U/L
 P1,2026-01-05,bilirubin,0.5,mg/dL
 P1,2026-01-05,bleeding,no,
+P1,2026-01-05,eligibility_confirmed,yes,
 """
 
 
 def test_a_clean_file_uses_every_row() -> None:
-    """Seven rows, one visit, one start at 400 mg."""
+    """Eight rows, one visit, one start at 400 mg."""
     timeline, summary = read(GOOD)
-    assert (timeline.rows, summary.used, summary.decisions) == (7, 7, 1)
+    assert (timeline.rows, summary.used, summary.decisions) == (8, 8, 1)
     assert summary.actions == {"start": 1}
 
 
@@ -93,7 +94,7 @@ def test_byte_order_mark_semicolons_and_quotes() -> None:
     """A BOM, ';' as the delimiter and quoted fields read the same as the plain file."""
     text = "\ufeff" + GOOD.replace(",", ";").replace("3000;/mm3", '"3000";"/mm3"')
     timeline, summary = read(text)
-    assert (timeline.delimiter, summary.used, summary.actions) == (";", 7, {"start": 1})
+    assert (timeline.delimiter, summary.used, summary.actions) == (";", 8, {"start": 1})
 
 
 def test_rows_out_of_date_order_are_sorted_and_said() -> None:
@@ -109,21 +110,21 @@ def test_rows_out_of_date_order_are_sorted_and_said() -> None:
     [
         (
             "P1,2026-01-12,anc,3000\n",
-            "t.csv:9: column (row): 'P1,2026-01-12,anc,3000': 4 fields, expected 5 "
+            "t.csv:10: column (row): 'P1,2026-01-12,anc,3000': 4 fields, expected 5 "
             "(patient_id,date,name,value,unit)",
         ),
         (
             "P1,2026-01-12,anc,3.0,\n",
-            f"t.csv:9: column value: '3.0': anc=3.0: a number needs its unit; accepted: {COUNTS}",
+            f"t.csv:10: column value: '3.0': anc=3.0: a number needs its unit; accepted: {COUNTS}",
         ),
         (
             "P1,2026-13-12,anc,3000,/mm3\n",
-            "t.csv:9: column date: '2026-13-12': expected an ISO date (YYYY-MM-DD) or date-time "
+            "t.csv:10: column date: '2026-13-12': expected an ISO date (YYYY-MM-DD) or date-time "
             "(YYYY-MM-DDTHH:MM)",
         ),
         (
             "P1,2026-01-12,neutro,3000,/mm3\n",
-            "t.csv:9: column name: 'neutro': not a known observation; known: anc, platelets",
+            "t.csv:10: column name: 'neutro': not a known observation; known: anc, platelets",
         ),
     ],
     ids=["ragged row", "unitless lab", "unparseable date", "unknown name"],
@@ -140,7 +141,7 @@ def test_a_bad_row_is_reported_and_no_good_row_is_lost(bad_line: str, message: s
         rejected.extend(patient.rejected)
     assert len(rejected) == 1
     assert rejected_message(rejected[0], "t.csv").startswith(message)
-    assert (summary.used, summary.decisions, summary.actions) == (7, 1, {"start": 1})
+    assert (summary.used, summary.decisions, summary.actions) == (8, 1, {"start": 1})
 
 
 def test_a_bad_row_stops_that_patient_only() -> None:
@@ -150,12 +151,12 @@ def test_a_bad_row_stops_that_patient_only() -> None:
     timeline = read_timeline(text.splitlines(keepends=True), "t.csv")
     patients = {p.patient_id: p for p in replay(load("imatinib-hes"), timeline)}
     assert len(patients["P1"].decisions) == 1
-    assert patients["P1"].stopped_at == 9
+    assert patients["P1"].stopped_at == 10
     assert [r.reason for r in patients["P1"].rejected][1].startswith(
-        "not replayed: P1's replay stopped at line 9"
+        "not replayed: P1's replay stopped at line 10"
     )
     assert len(patients["P2"].decisions) == 1
-    assert patients["P2"].used == 7
+    assert patients["P2"].used == 8
 
 
 def test_empty_file_is_refused() -> None:
@@ -201,7 +202,7 @@ def test_cli_replays_the_example_with_a_summary() -> None:
     assert result.returncode == 0, result.stderr
     assert "resume-300-recurrence" in result.stdout
     assert (
-        "observations: 116 = used 116 + superseded 0 + rejected 0 + not replayed 0" in result.stdout
+        "observations: 119 = used 119 + superseded 0 + rejected 0 + not replayed 0" in result.stdout
     )
     assert (
         "adherence: 15 of 16 recorded doses matched (94%); 1 after a refer not compared"
@@ -238,7 +239,7 @@ def test_strict_fails_at_the_first_bad_row_and_writes_nothing(tmp_path: Path) ->
         "replay", "imatinib-hes", str(bad), "--strict", "--format", "jsonl", "--output", str(out)
     )
     assert result.returncode == 2
-    assert f"{bad}:9: column value: '3.0': anc=3.0: a number needs its unit" in result.stderr
+    assert f"{bad}:10: column value: '3.0': anc=3.0: a number needs its unit" in result.stderr
     assert "(--strict: nothing was written)" in result.stderr
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [bad]
@@ -257,7 +258,7 @@ def test_rejects_file_and_stderr_report(tmp_path: Path) -> None:
     assert "1 rows rejected, 0 not replayed after a bad row" in result.stderr
     assert rejects.read_text().splitlines() == [
         "line,patient_id,column,value,reason",
-        f'9,P1,value,3.0,"anc=3.0: a number needs its unit; accepted: {COUNTS}"',
+        f'10,P1,value,3.0,"anc=3.0: a number needs its unit; accepted: {COUNTS}"',
     ]
 
 
@@ -316,4 +317,4 @@ def test_mid_treatment_start_from_the_file_or_the_command_line(tmp_path: Path) -
 def test_loinc_codes_name_observations() -> None:
     """751-8 in the name column is the ANC."""
     _, summary = read(GOOD.replace(",anc,", ",751-8,"))
-    assert (summary.used, summary.actions) == (7, {"start": 1})
+    assert (summary.used, summary.actions) == (8, {"start": 1})

@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 
 FIRST = [
     "P01", "imatinib-hes", "1975-06-01", "F", "70 kg", "170 cm",
-    "1.2 mg/dL", "1.2 x10^9/L", "180 x10^9/L", "30 U/L", "28 U/L", "0.7 mg/dL", "accept",
+    "1.2 mg/dL", "1.2 x10^9/L", "180 x10^9/L", "30 U/L", "28 U/L", "0.7 mg/dL", "yes", "accept",
 ]  # fmt: skip
 
 
@@ -89,6 +89,7 @@ def test_real_terminal_session(tmp_path: Path) -> None:
         ("ALT", "30 U/L"),
         ("AST", "28 U/L"),
         ("bilirubin", "0.7 mg/dL"),
+        ("other eligibility criteria met", "yes"),
     ]:
         child.expect(prompt)
         child.sendline(answer)
