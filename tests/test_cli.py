@@ -122,10 +122,12 @@ def test_users_own_protocol_file() -> None:
 
 
 def test_mid_course_state_and_memory() -> None:
-    """--state and --memory place the patient mid-course: recovery after a first hold."""
+    """--state and --memory place the patient mid-course: recovery after a first hold (the
+    hold still reads the response: the 4-week evaluation applies during a hold too)."""
     record = step_json(
         "--lab", "anc=1.6x10^9/L", "--state", "hold_heme",
         "--memory", "heme_holds=1", "--memory", "held_from=dose_400",
+        "--therapy-start", "2025-11-03", "--lab", "response=partial",
     )  # fmt: skip
     assert (record["action"], doses(record)) == ("resume", ["400 mg qd"])
 

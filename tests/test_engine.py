@@ -8,6 +8,7 @@ import subprocess
 import sys
 from fractions import Fraction
 
+import attrs
 import pytest
 
 from dosing.decision import Decision
@@ -141,6 +142,7 @@ def test_memory_and_time_advance(imatinib: Protocol) -> None:
         "evaluated": 0,
         "both_held": 0,
         "hepatic_reduced": 0,
+        "lost_in_taper": 0,
     }
     assert record.state_since == later
 
@@ -189,3 +191,85 @@ def test_a_whole_taper_followed_on_the_dates_the_tool_gives() -> None:
         assert (after - before).days >= 30  # taper_interval: a month at each dose
     assert given[0][1:] == ("start", ["400 mg qd"])
     assert (steps[-1][0] - DAY).days < 200  # about 4 weeks + 4 months, not stalled
+
+
+def _rux_at_15_mg() -> tuple[Protocol, PatientRecord]:
+    from tests.conftest import ROOT, load_file
+
+    rux = load_file(ROOT / "protocols" / "ruxolitinib-hes.yaml")
+    record = PatientRecord(
+        state="on_ruxolitinib",
+        state_since=DAY - dt.timedelta(days=60),
+        therapy_started_on=DAY - dt.timedelta(days=60),
+        dose_since=DAY - dt.timedelta(days=30),
+        memory={"dose": Fraction(15)},
+    )
+    return rux, record
+
+
+def test_a_hold_that_certainly_applies_is_stated_though_a_rule_above_lacks_data() -> None:
+    """ruxolitinib-hes, platelets 40 and no ANC: the ANC hold above cannot be decided, but
+    either way no dose is given, so the platelet hold is stated, recorded, and says what to
+    measure before any restart (a hold is never skipped because data is missing)."""
+    rux, record = _rux_at_15_mg()
+    decision, after = run(rux, record, {"platelets": "40 x10^9/L", "response": "partial"}, DAY)
+    assert (decision.action, decision.doses) == ("hold", ())
+    assert [rule.id for rule in decision.rules] == ["platelet-hold"]
+    assert after.state == "hold_platelets"
+    assert decision.warnings[0] == (
+        "rule 'neutropenia-hold' could not be decided (needs ANC); the hold is stated all the "
+        "same: ANC still to be measured or assessed before any dose"
+    )
+
+
+def test_a_dose_below_a_rule_that_lacks_data_is_not_given() -> None:
+    """Platelets 90 with no ANC: the reduction to 10 mg would be a dose, and the ANC hold
+    above it cannot be ruled out, so no dose is recommended."""
+    rux, record = _rux_at_15_mg()
+    decision, after = run(rux, record, {"platelets": "90 x10^9/L", "response": "partial"}, DAY)
+    assert (decision.action, decision.doses) == ("refer", ())
+    assert "rule 'neutropenia-hold' needs ANC" in decision.reasons[0]
+    assert after.state == "on_ruxolitinib"
+
+
+@pytest.mark.parametrize(
+    ("platelets", "below_75", "below_100"),
+    [("70 x10^9/L", 1, 1), ("90 x10^9/L", 0, 1), ("100 x10^9/L", 0, 0)],
+)
+def test_a_tracked_count_says_what_the_last_visit_showed(
+    platelets: str, below_75: int, below_100: int
+) -> None:
+    """ruxolitinib-hes reduces on a fall into a band: the next visit knows the band the last
+    one was in."""
+    rux, record = _rux_at_15_mg()
+    labs = {"platelets": platelets, "anc": "2 x10^9/L", "response": "partial"}
+    _, after = run(rux, record, labs, DAY)
+    assert after.memory["count_below_75_last_visit"] == below_75
+    assert after.memory["count_below_100_last_visit"] == below_100
+
+
+def test_a_tracked_count_is_kept_when_the_visit_does_not_show_it() -> None:
+    rux, record = _rux_at_15_mg()
+    record = attrs.evolve(record, memory={**record.memory, "count_below_100_last_visit": 1})
+    _, after = run(rux, record, {"anc": "2 x10^9/L", "response": "partial"}, DAY)
+    assert after.memory["count_below_100_last_visit"] == 1
+
+
+def test_creatinine_clearance_uses_the_weight_entered_for_it() -> None:
+    """clinical-facts leave the Cockcroft-Gault weight to the site: a weight entered for CrCl
+    (ideal or adjusted) is used and named; otherwise the actual weight. ruxolitinib-hlh,
+    seed-003: 'creatinine clearance (CrCl) <15 mL/min who are NOT receiving dialysis'."""
+    from tests.conftest import ROOT, load_file
+
+    hlh = load_file(ROOT / "protocols" / "ruxolitinib-hlh.yaml")
+    adult = {"age": "20", "sex": "M", "weight": "100 kg", "height": "180 cm", "dialysis": "no"}
+    labs = {**adult, "creatinine": "8 mg/dL"}
+    entered, _ = run(hlh, PatientRecord(), {**labs, "crcl_weight": "60 kg"}, DAY)
+    assert entered.action == "ineligible"
+    assert (
+        "CrCl 12.5 mL/min < 15 mL/min (margin 2.5 mL/min) [Cockcroft-Gault from age 20, "
+        "weight for CrCl 60 kg, sex M, creatinine 8 mg/dL]"
+    ) in entered.reasons
+    actual, _ = run(hlh, PatientRecord(), labs, DAY)  # 120 x 100 / (72 x 8) = 20.8 mL/min
+    assert actual.action != "ineligible"
+    assert "ALT" in actual.reasons[0]  # now waits for the rest of the screening

@@ -150,6 +150,46 @@ def test_after_an_event_a_number_of_times() -> None:
     assert course.visit(9, decided("increase", "1.5")) != []
 
 
+def test_until_ends_what_once_started() -> None:
+    """'once counts were at the stop level, no resume below the restart level, until the next
+    resume': the resume ends the period, and a later one needs the condition seen again."""
+    protocol = with_invariants(
+        """  - name: no increase at a trough above 10 once one was above 15, until a decrease
+    never: [increase]
+    while: tacrolimus_trough > 10 ng/mL
+    once: tacrolimus_trough > 15 ng/mL
+    until: [decrease]
+    source: seed-004
+    quote: "(a test invariant)"
+"""
+    )
+    course = Course(protocol)
+    assert course.visit(0, decided("continue", "2"), tacrolimus_trough="16 ng/mL") == []
+    [found] = course.visit(3, decided("increase", "2.5"), tacrolimus_trough="12 ng/mL")
+    assert "(while tacrolimus_trough > 10 ng/mL; once tacrolimus_trough > 15 ng/mL" in found
+    assert "since the last decrease" in found
+    assert course.visit(6, decided("decrease", "1.5"), tacrolimus_trough="12 ng/mL") == []
+    assert course.visit(9, decided("increase", "2"), tacrolimus_trough="12 ng/mL") == []
+
+
+def test_until_ends_a_period_after_an_event() -> None:
+    protocol = with_invariants(
+        """  - name: no increase after a hold until a resume
+    never: [increase]
+    after: [hold]
+    until: [resume]
+    source: seed-004
+    quote: "(a test invariant)"
+"""
+    )
+    course = Course(protocol)
+    assert course.visit(0, decided("hold")) == []
+    [found] = course.visit(3, decided("increase", "2"))
+    assert "(after hold until resume)" in found
+    assert course.visit(6, decided("resume", "1.5")) == []
+    assert course.visit(9, decided("increase", "2")) == []
+
+
 STAYS = """  - name: below the dose at a hold
     stays_at_most_after: [hold]
     below: true
@@ -245,6 +285,15 @@ def test_a_ceiling_on_some_actions_only() -> None:
             "  - {name: x, never: [increase], source: nowhere, quote: q}\n",
             "invariants[0].source: ",
         ),
+        (
+            "  - {name: x, never: [increase], until: [resume], source: seed-004, quote: q}\n",
+            "invariants[0].until: 'until' ends what 'after' or 'once' started: give one",
+        ),
+        (
+            "  - {name: x, never: [increase], after: [hold], until: [taper], source: seed-004, "
+            "quote: q}\n",
+            "invariants[0].until[0]: 'taper' is neither an action nor a rule",
+        ),
     ],
     ids=[
         "two forms",
@@ -255,6 +304,8 @@ def test_a_ceiling_on_some_actions_only() -> None:
         "unknown event",
         "reads the rules' memory",
         "unknown source",
+        "until alone",
+        "until an unknown event",
     ],
 )
 def test_an_invariant_that_is_not_exactly_understood_is_refused(block: str, message: str) -> None:

@@ -25,7 +25,10 @@ from dosing.patient import PatientRecord
 from dosing.units import conversion, format_number
 from dosing.vocabulary import VOCABULARY, Quantitative
 
-_NO_DOSE: frozenset[str] = frozenset({"refer", "hold", "discontinue", "ineligible"})
+STOPS: frozenset[str] = frozenset({"hold", "discontinue", "ineligible"})
+"""Actions that give no dose: one that is certainly due is stated even when a rule above it
+cannot be decided, so a hold is never skipped (nor left unrecorded) for missing data."""
+_NO_DOSE: frozenset[str] = STOPS | {"refer"}
 
 OVER_MAXIMUM = "would exceed the protocol maximum"
 """In the warning of a decision whose rule asked for more than limits.max_daily_dose."""
@@ -74,21 +77,38 @@ def step(
             warnings.append(f"{observation.name} is not used by {protocol.id}; ignored")
     memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
     facts = _gather(protocol, record, visit, merged, memory)
-    noted = _remember_once(protocol, memory, facts)
+    noted = _remember_once(protocol, memory, facts, protocol.reads.get(origin, frozenset()))
     reads = protocol.reads.get(origin, frozenset())
     for name, why in facts.absent.items():
         if name in protocol.labs and name in merged and name in reads:
             warnings.append(why)  # a stale result the rules here would have read
     state = protocol.states[origin]
-    chosen, outcome, considered = _choose(state, facts)
+    choice = _choose(state, facts)
+    chosen, outcome = choice.chosen, choice.outcome
     decide = _Decider(
         protocol, record, visit, patient_id, facts, merged, memory, warnings, noted, explain
     )
     if outcome is not None and outcome.truth is None:
-        return decide.cannot_decide(state, outcome, chosen)
-    if chosen is not None and outcome is not None:
-        return decide.fire(state, chosen, outcome)
-    return decide.stay(state, considered)
+        decision, after = decide.cannot_decide(state, outcome, chosen)
+    elif chosen is not None and outcome is not None:
+        decide.note_undecided(choice.undecided, chosen)
+        decision, after = decide.fire(state, chosen, outcome)
+    else:
+        decision, after = decide.stay(state, choice.considered)
+    return decision, _tracked(protocol, facts, after)
+
+
+def _tracked(protocol: Protocol, facts: _Facts, record: PatientRecord) -> PatientRecord:
+    """The record with each 'track' count set to what this visit showed (kept if unknown)."""
+    tracked = {}
+    for name, slot in protocol.memory.items():
+        if slot.track is not None:
+            truth = evaluate(slot.track, facts.values).truth
+            if truth is not None:
+                tracked[name] = Fraction(1 if truth else 0)
+    if not tracked:
+        return record
+    return attrs.evolve(record, memory={**record.memory, **tracked})
 
 
 def missing_for_decision(
@@ -107,7 +127,7 @@ def missing_for_decision(
     memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
     facts = _gather(protocol, record, visit, merged, memory)
     _remember_once(protocol, memory, facts)
-    _, outcome, _ = _choose(protocol.states[record.state or protocol.initial], facts)
+    outcome = _choose(protocol.states[record.state or protocol.initial], facts).outcome
     if outcome is None or outcome.truth is not None:
         return frozenset()
     return outcome.missing
@@ -210,11 +230,14 @@ def visit_values(
 
 
 def _remember_once(
-    protocol: Protocol, memory: dict[str, Fraction | str], facts: _Facts
+    protocol: Protocol,
+    memory: dict[str, Fraction | str],
+    facts: _Facts,
+    read_here: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Set each 'once' count whose guard holds at this visit, before any rule reads it, so
     that a source's 'never' covers every visit (holds and referrals too). Returns the
-    reasons to state, one per count set now."""
+    reasons to state, one per count set now that this state's rules read."""
     noted = []
     for name, slot in protocol.memory.items():
         if slot.once is None or memory[name] != 0:
@@ -223,9 +246,9 @@ def _remember_once(
         if outcome.truth is True:
             memory[name] = Fraction(1)
             facts.values[name] = Fraction(1)
-            noted.append(
-                f"Noted for the rest of the course: {slot.once_text} ({name.replace('_', ' ')})"
-            )
+            if name not in read_here:
+                continue  # set all the same; said where it matters
+            noted.append(f"Noted from this visit on: {slot.once_text} ({name.replace('_', ' ')})")
     return noted
 
 
@@ -259,6 +282,13 @@ def _derive(
             absent["bsa"] = "BSA needs height and weight"
     if "crcl" in protocol.scope:
         age, sex, creatinine = values.get("age"), values.get("sex"), values.get("creatinine")
+        # Which weight Cockcroft-Gault uses is the site's (clinical-facts): the weight the
+        # clinician enters for it (ideal or adjusted), else the actual weight; the
+        # derivation says which.
+        chosen = values.get("crcl_weight")
+        basis = "weight for CrCl" if isinstance(chosen, Fraction) else "actual weight"
+        shown = typed("crcl_weight") if isinstance(chosen, Fraction) else typed("weight")
+        weight = chosen if isinstance(chosen, Fraction) else weight
         if (
             isinstance(age, Fraction)
             and isinstance(weight, Fraction)
@@ -273,7 +303,7 @@ def _derive(
                 age, weight, sex == "F", from_mg_dl.invert(creatinine)
             )
             derivations["crcl"] = (
-                f"Cockcroft-Gault from age {typed('age')}, weight {typed('weight')}, sex {sex}, "
+                f"Cockcroft-Gault from age {typed('age')}, {basis} {shown}, sex {sex}, "
                 f"creatinine {typed('creatinine')}"
             )
         else:
@@ -281,9 +311,31 @@ def _derive(
     return derivations
 
 
-def _choose(state: State, facts: _Facts) -> tuple[Transition | None, Outcome | None, list[Outcome]]:
-    """The transition that fires, highest priority first; or what blocks a decision."""
+_STATED_ALL_THE_SAME = {
+    "hold": "the hold is stated all the same",
+    "discontinue": "the stop is stated all the same",
+    "ineligible": "the exclusion is stated all the same",
+}
+
+
+@attrs.frozen
+class _Choice:
+    chosen: Transition | None
+    outcome: Outcome | None
+    considered: list[Outcome]
+    undecided: list[tuple[Transition, Outcome]]
+    """Rules above the chosen no-dose rule that could not be decided (their data missing)."""
+
+
+def _choose(state: State, facts: _Facts) -> _Choice:
+    """The transition that fires, highest priority first; or what blocks a decision.
+
+    A rule that cannot be decided blocks the rules below it, except that a rule giving no
+    dose (hold, stop, exclusion) which certainly applies is taken when every undecided rule
+    above it would also give no dose (or refer): the patient is held either way, and the
+    hold is recorded."""
     considered: list[Outcome] = []
+    blocked: list[tuple[Transition, Outcome]] = []
     for priority in sorted({t.priority for t in state.transitions}, reverse=True):
         group = [
             (t, evaluate(t.when, facts.values)) for t in state.transitions if t.priority == priority
@@ -292,13 +344,19 @@ def _choose(state: State, facts: _Facts) -> tuple[Transition | None, Outcome | N
         if len(fired) > 1:
             rules = " and ".join(f"'{t.rule}'" for t, _ in fired)
             raise EngineError(f"rules {rules} both apply at equal priority {priority}")
-        if fired:
-            return fired[0][0], fired[0][1], considered
+        if fired and (not blocked or fired[0][0].action in STOPS):
+            return _Choice(fired[0][0], fired[0][1], considered, blocked)
+        if fired:  # a dose below an undecided rule: not given
+            break
         unknown = [(t, o) for t, o in group if o.truth is None]
-        if unknown:
-            return unknown[0][0], unknown[0][1], considered
-        considered.extend(o for _, o in group)
-    return None, None, considered
+        blocked += unknown
+        if any(t.action not in _NO_DOSE for t, _ in unknown):
+            break  # an undecided rule that could give a dose: nothing below may be taken
+        if not unknown:
+            considered.extend(o for _, o in group)
+    if blocked:
+        return _Choice(blocked[0][0], blocked[0][1], considered, [])
+    return _Choice(None, None, considered, [])
 
 
 @attrs.define
@@ -396,6 +454,26 @@ class _Decider:
             *self.explain(outcome.findings),
         ]
         return self.refer((), reasons)
+
+    def note_undecided(
+        self, undecided: list[tuple[Transition, Outcome]], chosen: Transition
+    ) -> None:
+        """Say which rules above a stated hold, stop or exclusion could not be decided, and
+        what they lack."""
+        if not undecided:
+            return
+        missing = sorted({name for _, outcome in undecided for name in outcome.missing})
+        lacking = ", ".join(sorted({self.label(name) for name in missing}))
+        rules = ", ".join(f"'{transition.rule}'" for transition, _ in undecided)
+        self.warnings.append(
+            f"{'rules' if len(undecided) > 1 else 'rule'} {rules} could not be decided "
+            f"(needs {lacking}); {_STATED_ALL_THE_SAME[chosen.action]}: {lacking} still to "
+            "be measured or assessed before any dose"
+        )
+        for name in missing:
+            said = self.facts.absent.get(name)
+            if said is not None and said not in self.warnings:
+                self.warnings.append(said)
 
     def fire(
         self, state: State, transition: Transition, outcome: Outcome

@@ -182,6 +182,9 @@ class CourseWatch:
         decision, fired = made.decision, made.fired
         event = decision.action in invariant.after or bool(fired & invariant.after)
         if invariant.kind != "stays_at_most_after":
+            if decision.action in invariant.ended_by or fired & invariant.ended_by:
+                seen.events.clear()  # 'until the next resume': the period ends
+                seen.once_on = None
             if event:
                 seen.events.append(date)
             return
@@ -216,7 +219,12 @@ def _context(invariant: Invariant) -> str:
     if invariant.while_text:
         parts.append(f"while {invariant.while_text}")
     if invariant.once_text:
-        parts.append(f"once {invariant.once_text} has held")
+        since = (
+            " since the last " + " or ".join(sorted(invariant.ended_by))
+            if invariant.ended_by and not invariant.after
+            else ""
+        )
+        parts.append(f"once {invariant.once_text} has held{since}")
     if invariant.after:
         times = f" {invariant.times} times" if invariant.times > 1 else ""
         within = (
@@ -224,5 +232,6 @@ def _context(invariant: Invariant) -> str:
             if invariant.within_days is not None
             else ""
         )
-        parts.append(f"after {_events(invariant)}{times}{within}")
+        until = f" until {' or '.join(sorted(invariant.ended_by))}" if invariant.ended_by else ""
+        parts.append(f"after {_events(invariant)}{times}{within}{until}")
     return f" ({'; '.join(parts)})" if parts else ""

@@ -191,6 +191,9 @@ class MemorySlot:
     """For a count: set to 1 at the first visit where this holds, whatever rule decides it
     (and kept), so that 'never' in a source covers every visit, holds and refusals included."""
     once_text: str = ""
+    track: Guard | None = None
+    """For a count: after each visit, 1 if this held at the visit, 0 if not (unknown: kept),
+    so the rules of the next visit know what the last one showed ('a fall' into a band)."""
 
 
 @attrs.frozen
@@ -287,6 +290,9 @@ class Invariant:
     exempt: frozenset[str] = frozenset()
     """never/ceiling/floor: rules the sentence does not cover ('except'); stays_at_most_after:
     the rules that may raise the level ('until')."""
+    ended_by: frozenset[str] = frozenset()
+    """never/ceiling/floor with `after` or `once`: the actions or rules that end what they
+    started ('until': 'once counts were at the stop level, until the next resume')."""
     below: bool = False
     """stays_at_most_after: strictly below the dose given before a hold."""
     line: int = 0

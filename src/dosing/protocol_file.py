@@ -97,6 +97,7 @@ class MemoryEntry:
     step: str | None = None
     max_change: str | None = None
     once: str | None = None
+    track: str | None = None
 
 
 @attrs.frozen
@@ -596,6 +597,16 @@ class _Builder:
                 if rule not in rules:
                     key = "until" if kind == "stays_at_most_after" else "except"
                     raise self.fail(f"{path}.{key}[{number}]", f"no rule '{rule}' in this protocol")
+            ended_by = [] if kind == "stays_at_most_after" else entry.until
+            if ended_by and not (entry.after or entry.once):
+                raise self.fail(
+                    f"{path}.until", "'until' ends what 'after' or 'once' started: give one"
+                )
+            for number, event in enumerate(ended_by):
+                if event not in ACTIONS and event not in rules:
+                    raise self.fail(
+                        f"{path}.until[{number}]", f"'{event}' is neither an action nor a rule"
+                    )
             if entry.within is not None and not entry.after:
                 raise self.fail(f"{path}.within", "'within' counts from an event: give 'after'")
             if entry.times < 1:
@@ -623,6 +634,7 @@ class _Builder:
                     if entry.within is None
                     else self.quantity(entry.within, "days", f"{path}.within"),
                     exempt=frozenset(exempt),
+                    ended_by=frozenset(ended_by),
                     below=entry.below,
                     line=self.where.line(path),
                 )
@@ -805,6 +817,11 @@ class _Builder:
                 raise self.fail(
                     f"memory.{name}.once", "only a count can be set 'once' a guard holds"
                 )
+            if slot.track is not None and (slot.kind != "count" or slot.once is not None):
+                raise self.fail(
+                    f"memory.{name}.track",
+                    "only a count can track a guard, and not also be set 'once'",
+                )
             slots[name] = MemorySlot(
                 name, slot.kind, initial, slot.note, slot.ladder, step, max_change
             )
@@ -819,6 +836,9 @@ class _Builder:
                 guard = self.guard(entry.once, scope, f"memory.{name}.once")
                 text = " ".join(entry.once.split())
                 slots[name] = attrs.evolve(slots[name], once=guard, once_text=text)
+            if entry.track is not None:
+                guard = self.guard(entry.track, scope, f"memory.{name}.track")
+                slots[name] = attrs.evolve(slots[name], track=guard)
         return slots
 
     def scope(

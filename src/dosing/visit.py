@@ -35,6 +35,10 @@ Ask = Callable[[str, str | None], str]
 """(question, default shown or None) -> the answer typed; raises EOFError at end of input."""
 
 
+OPTIONAL_FACTS = {"crcl_weight": "the actual weight"}
+"""Facts a patient may go without, and what is used instead."""
+
+
 def rich_ask(console: Console) -> Ask:
     def ask(question: str, default: str | None) -> str:
         if default is None:
@@ -154,6 +158,11 @@ class _Conversation:
                         continue
                     facts["birth_date"] = birth.isoformat()
                     break
+            elif name in OPTIONAL_FACTS:
+                question = f"{self.question(protocol, name)} [Enter: {OPTIONAL_FACTS[name]}]"
+                text = self.ask(question, None).strip()
+                if text:
+                    facts[name] = self.valid(protocol, name, text)
             else:
                 facts[name] = self.valid(
                     protocol, name, self.required(self.question(protocol, name))

@@ -107,6 +107,7 @@ _ENTRIES: tuple[Observable, ...] = (
         "age", "age", "fact", Quantitative("years", Fraction(0), Fraction(125), None, "years")
     ),
     Observable("weight", "weight", "fact", _q("kg", "0.3", "400")),
+    Observable("crcl_weight", "weight for CrCl", "fact", _q("kg", "0.3", "400")),
     Observable("height", "height", "fact", _q("cm", "20", "260")),
     Observable("sex", "sex", "fact", Categorical(("F", "M"))),
     Observable("response", "response", "assessment", Categorical(RESPONSES)),
