@@ -90,19 +90,22 @@ class _Violated(Exception):
         self.found = found
 
 
-def templates(protocol: Protocol) -> tuple[list[Template], list[Template]]:
-    """Every scenario visit's observations; and, of those, the first visits of scenarios
-    that start treatment from screening (where whole courses begin; the exclusions are
-    tried by the timelines made from every visit)."""
-    found, screenings = [], []
+def templates(protocol: Protocol) -> tuple[list[Template], list[Template], list[Template]]:
+    """Every scenario visit's observations; the first visits of scenarios that start
+    treatment from screening (where whole courses begin; the exclusions are tried by the
+    timelines made from every visit); and each scenario's first visit, in scenario order
+    (a course started where a scenario starts keeps that scenario's patient)."""
+    found, screenings, firsts = [], [], []
     for scenario in protocol.scenarios:
         for number, result in enumerate(run_scenario(protocol, scenario)):
             date = SCENARIO_START + dt.timedelta(days=result.visit.day)
             template = tuple((o, (date - o.drawn_on).days) for o in result.observations)
             found.append(template)
-            if number == 0 and scenario.start_state is None and result.decision.action == "start":
-                screenings.append(template)
-    return found, screenings
+            if number == 0:
+                firsts.append(template)
+                if scenario.start_state is None and result.decision.action == "start":
+                    screenings.append(template)
+    return found, screenings, firsts
 
 
 def _usual_values(templates: Sequence[Template]) -> dict[str, Fraction]:
@@ -124,6 +127,14 @@ def _lab_values(templates: Sequence[Template]) -> dict[str, list[Fraction]]:
     return {name: sorted(found) for name, found in values.items()}
 
 
+def _with_thresholds(
+    seen: dict[str, list[Fraction]], cuts: dict[str, list[Fraction]]
+) -> dict[str, list[Fraction]]:
+    """The scenario values of each lab and each of its thresholds exactly: a value on a
+    threshold is where a rule and its source most often disagree ('> 10' read as '>= 10')."""
+    return {name: sorted({*values, *cuts.get(name, [])}) for name, values in seen.items()}
+
+
 def _lab_value(lab: LabInput, seen: Sequence[Fraction]) -> st.SearchStrategy[Fraction]:
     anywhere = st.integers(0, 10_000).map(
         lambda k: lab.low + (lab.high - lab.low) * Fraction(k, 10_000)
@@ -141,15 +152,17 @@ def timelines(
     protocol: Protocol,
     templates: Sequence[Template],
     seen: dict[str, list[Fraction]],
+    firsts: Sequence[Template],
     most: int = MOST_VISITS,
 ) -> tuple[PatientRecord, list[PlannedVisit]]:
     """A starting record (where a scenario starts) and up to `most` visits made of scenario
-    visits' observations, a lab now and then redrawn (`seen`: each lab's scenario values)."""
-    record = starting_record(protocol, draw(st.sampled_from(protocol.scenarios)))
+    visits' observations, a lab now and then redrawn (`seen`: each lab's scenario values).
+    The patient (age, sex, height, weight) is that scenario's throughout."""
+    number = draw(st.integers(0, len(protocol.scenarios) - 1))
+    record = starting_record(protocol, protocol.scenarios[number])
     date = SCENARIO_START
     visits: list[PlannedVisit] = []
-    patient: dict[str, Observation] = {}
-    """The first visit's age, sex, height and weight: one patient throughout."""
+    patient = {o.name: o for o, _ in firsts[number] if o.name in protocol.facts}
     for _ in range(draw(st.integers(1, most))):
         observations = []
         for observation, days_before in templates[draw(st.integers(0, len(templates) - 1))]:
@@ -173,16 +186,16 @@ def timelines(
 
 
 def _step_to(bands: Sequence[Sequence[Fraction]], value: Fraction, steps: int) -> Fraction:
-    """The value `steps` bands away (down if < 0): the scenario value of that band nearest
-    the current one, so a fall of one step crosses one threshold (250 -> 124 -> 99 -> 74
-    for platelets with thresholds at 125, 100 and 75)."""
+    """The value `steps` bands away (down if < 0): the middle scenario value of that band, so
+    a fall of one step crosses one threshold (platelets with thresholds at 125, 100 and 75:
+    250 -> about 110 -> about 90 -> about 60)."""
     here = next((i for i, band in enumerate(bands) if band and band[0] <= value), None)
     here = len(bands) - 1 if here is None else here  # below every band: the lowest
     target = min(max(here - steps, 0), len(bands) - 1)  # bands run from high to low
     if target == here:
         return value
     band = bands[target]
-    return band[-1] if target > here else band[0]  # going down: its highest value
+    return band[len(band) // 2]  # inside the band, clear of a threshold it may sit on
 
 
 def thresholds(protocol: Protocol) -> dict[str, list[Fraction]]:
@@ -243,6 +256,8 @@ class _CourseParts:
     """Each lab's scenario values between its thresholds (a step moves one band)."""
     screenings: list[Template]
     """The first visits of scenarios that start treatment: where whole courses begin."""
+    firsts: list[Template]
+    """Each scenario's first visit, in scenario order."""
     lab_changes: st.SearchStrategy[list[tuple[str, str]]]
     answers: st.SearchStrategy[list[tuple[str, int]]]
     seen: dict[str, list[Fraction]]
@@ -260,6 +275,7 @@ class _CourseParts:
         seen: dict[str, list[Fraction]],
         usual: dict[str, Fraction],
         screenings: list[Template],
+        firsts: list[Template],
     ) -> _CourseParts:
         labs = tuple(name for name in protocol.labs if seen.get(name))
         assessed = tuple(
@@ -273,6 +289,7 @@ class _CourseParts:
             assessed=assessed,
             bands=_bands(seen, thresholds(protocol)),
             screenings=screenings,
+            firsts=firsts,
             lab_changes=st.lists(
                 st.tuples(st.sampled_from(labs), st.sampled_from(_MOVES)), max_size=3
             )
@@ -326,16 +343,17 @@ def courses(
     through the values the scenarios use, assessments that hold for long runs. Starts at
     screening, or where a scenario starts. Each visit draws only what changes (a short
     list), so hypothesis shrinks a course to the few changes that matter."""
-    starts = [s for s in protocol.scenarios if s.start_state is not None]
+    starts = [n for n, s in enumerate(protocol.scenarios) if s.start_state is not None]
     # Half the courses start at screening (a whole course, from a scenario's first visit at
-    # screening), half where a scenario starts (mid-course: a hold, a taper, with any
-    # scenario visit's values); the first shrinks toward screening.
+    # screening), half where a scenario starts (mid-course: a hold, a taper, with that
+    # scenario's patient and first values); the first shrinks toward screening.
     record = PatientRecord()
     pool = parts.screenings or templates
-    if len(starts) > 0 and draw(st.booleans()):
-        record = starting_record(protocol, starts[draw(st.integers(0, len(starts) - 1))])
-        pool = templates
     base = pool[draw(st.integers(0, len(pool) - 1))]
+    if len(starts) > 0 and draw(st.booleans()):
+        number = starts[draw(st.integers(0, len(starts) - 1))]
+        record = starting_record(protocol, protocol.scenarios[number])
+        base = parts.firsts[number]
     current = {
         observation.name: attrs.evolve(
             observation, drawn_on=SCENARIO_START - dt.timedelta(days=days_before)
@@ -521,11 +539,14 @@ def scripted_courses(
     screening with usual values and the usual answers (the scenarios' most common), seen
     every 2 weeks for 7 months,
 
-    - each lab starting in each band below its usual one, back to usual from the second
-      visit (a low baseline count);
-    - each pair of labs, one falling to its lowest band and the other to each of its bands,
-      together for two visits from the second, or staggered (the second still low when the
-      first has recovered): a hold with a second low count, a restart before both recover;
+    - each lab at the middle and at both ends of each band other than its usual one (a
+      count below a threshold, a liver test above one, a value exactly on a threshold), at
+      the first visit or at the third (a lab only read on treatment), usual again after;
+    - each pair of labs, one moved to its band farthest from usual and the other to each of
+      its other bands, together for two visits, or staggered (the second still out when the
+      first is back), or both at their extremes and the second then only partly back, from
+      the second visit and again from the sixth (after the first changes for response): two
+      toxicities at one visit, a hold with a second low count, a restart before both recover;
     - and every patient a scenario starts from screening, followed for a month.
     """
     if not parts.screenings:
@@ -536,27 +557,56 @@ def scripted_courses(
         key=lambda t: sum(1 for o, _ in t if usual.get(o.name) == o.value),
     )
     answers = _usual_answers(protocol, found)
-    low = {
-        name: [band[-1] for band in bands[1:]]  # below the top band: each band's highest
+    away = {
+        name: _away_from_usual(bands, usual.get(name))
         for name, bands in parts.bands.items()
         if len(bands) > 1 and name in parts.labs
     }
+    away = {name: values for name, values in away.items() if values}
     plans: list[dict[int, dict[str, Fraction]]] = []
-    for name, values in low.items():
-        plans += [{0: {name: value}} for value in values]
-    for first, lowest in low.items():
-        for second, values in low.items():
+    for name, values in away.items():  # alone: the middle and both ends of each band
+        ends = _away_from_usual(parts.bands[name], usual.get(name), at=(0, -1))
+        for value in dict.fromkeys([*values, *ends]):
+            plans += [{0: {name: value}}, {2: {name: value}}]  # at the start; once on treatment
+    for first, extremes in away.items():
+        for second, values in away.items():
             if second == first:
                 continue
             for value in values:
-                both = {first: lowest[-1], second: value}
-                plans.append({1: both, 2: both})  # fall together, recover together
-                # staggered: the second falls while the first is low and recovers later
-                plans.append({1: {first: lowest[-1]}, 2: both, 3: {second: value}})
-    courses = [_scripted(protocol, base, answers, plan) for plan in plans]
+                both = {first: extremes[-1], second: value}
+                for at in (1, 5):  # early, and after the first changes for response
+                    plans.append({at: both, at + 1: both})  # out together, back together
+                    # staggered: the second goes out while the first is out, back later
+                    plans.append({at: {first: extremes[-1]}, at + 1: both, at + 2: {second: value}})
+            if len(values) >= 2:  # both at their extremes, then the second only partly back
+                for at in (1, 5):
+                    extreme = {first: extremes[-1], second: values[-1]}
+                    plans.append({at: extreme, at + 1: {second: values[-2]}})
+    courses = [_scripted(protocol, base, answers, usual, plan) for plan in plans]
     # every patient a scenario starts (their age, size, labs), followed for a month
-    courses += [_scripted(protocol, start, answers, {}, 3) for start in parts.screenings]
+    courses += [_scripted(protocol, start, answers, {}, {}, 3) for start in parts.screenings]
     return courses
+
+
+def _away_from_usual(
+    bands: Sequence[Sequence[Fraction]], usual: Fraction | None, at: Sequence[int] = ()
+) -> list[Fraction]:
+    """A value in each band other than the usual one, the band farthest from usual last:
+    the band's middle scenario value (clear of a threshold it may sit on), or the values at
+    the positions `at` (0 and -1: the ends, on or next to a threshold)."""
+    if usual is None:
+        return []
+    here = next((i for i, band in enumerate(bands) if band[0] <= usual), len(bands) - 1)
+    if at:
+        ends = [[band[i] for i in at] for band in bands]
+        above_ends = [v for band in reversed(ends[:here]) for v in band]
+        below_ends = [v for band in ends[here + 1 :] for v in band]
+        return above_ends + below_ends
+    middle = [band[len(band) // 2] for band in bands]
+    above = list(reversed(middle[:here]))  # bands run from high to low
+    below = middle[here + 1 :]
+    # the side with more bands (below for a count, above for a liver test) goes last
+    return above + below if len(below) >= len(above) else below + above
 
 
 def _usual_answers(protocol: Protocol, found: Sequence[Template]) -> dict[str, str]:
@@ -573,6 +623,7 @@ def _scripted(
     protocol: Protocol,
     base: Template,
     answers: dict[str, str],
+    usual: dict[str, Fraction],
     plan: dict[int, dict[str, Fraction]],
     length: int = SCRIPTED_VISITS,
 ) -> tuple[PatientRecord, list[PlannedVisit]]:
@@ -589,6 +640,10 @@ def _scripted(
             observations[observation.name] = attrs.evolve(
                 observation, value=value, entered=entered, drawn_on=date
             )
+        for name, value in {**usual, **changed}.items():  # a lab the screening visit lacks
+            if name not in observations and name in protocol.labs:
+                typed = _typed(protocol.labs[name], value)
+                observations[name] = Observation(name, value, typed, date)
         for name, answer in answers.items():
             observations.setdefault(name, Observation(name, answer, answer, date))
         visits.append(PlannedVisit(date, tuple(observations.values())))
@@ -626,9 +681,9 @@ def search_all(
     hypothesis shrinks the timeline for it."""
     if not (protocol.properties or protocol.invariants) or not protocol.scenarios:
         return []
-    found, screenings = templates(protocol)
-    seen = _lab_values(found)
-    parts = _CourseParts.of(protocol, seen, _usual_values(found), screenings)
+    found, screenings, firsts = templates(protocol)
+    seen = _with_thresholds(_lab_values(found), thresholds(protocol))
+    parts = _CourseParts.of(protocol, seen, _usual_values(found), screenings, firsts)
     results: dict[str, Counterexample] = {}
     for course in scripted_courses(protocol, found, parts):
         for name in _failures(protocol, course):
@@ -638,7 +693,7 @@ def search_all(
                     return [results[name]]
     strategies = (
         courses(protocol, found, parts, max(most_visits, MOST_COURSE_VISITS)),
-        timelines(protocol, found, seen, most_visits),
+        timelines(protocol, found, seen, firsts, most_visits),
     )
     for strategy in strategies:
         broken = _broken(protocol, strategy, examples, set(results), first_only)
