@@ -8,7 +8,7 @@ satisfiable together; the witness is a concrete input a person can read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
 import attrs
@@ -170,6 +170,36 @@ def common_region(first: Guard, second: Guard) -> Region | None:
             if box is not None:
                 return box
     return None
+
+
+MAX_BOXES = 4096
+"""How many boxes `uncovered_common_region` keeps before it stops and answers 'some'."""
+
+
+def uncovered_common_region(first: Guard, second: Guard, above: Iterable[Guard]) -> Region | None:
+    """Some box of inputs for which both guards hold and none of `above` does, or None.
+    When the boxes to follow pass MAX_BOXES the answer is a box of the common region
+    (a safe 'they may both decide'), never a wrong None."""
+    boxes = [
+        box
+        for left in dnf(first)
+        for right in dnf(second)
+        if (box := region(left + right)) is not None
+    ]
+    for guard in above:
+        negation = dnf(guard, negated=True)
+        narrowed: list[Region] = []
+        for box in boxes:
+            for conjunction in negation:
+                inside = region(conjunction, box)
+                if inside is not None:
+                    narrowed.append(inside)
+            if len(narrowed) > MAX_BOXES:
+                return boxes[0]
+        boxes = narrowed
+        if not boxes:
+            return None
+    return boxes[0] if boxes else None
 
 
 def witness(box: Region) -> dict[str, Fraction | str]:

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import attrs
 
-from dosing.analysis import common_region
+from dosing.analysis import uncovered_common_region
 from dosing.check import Finding
 from dosing.errors import DosingError
 from dosing.guards import (
@@ -224,12 +224,21 @@ def mutants(protocol: Protocol) -> Iterator[Mutant]:
                 )
             for later in range(index + 1, len(state.transitions)):
                 partner = state.transitions[later]
+                top = max(transition.priority, partner.priority)
+                above = [
+                    _resolved(protocol, rule.when)
+                    for rule in state.transitions
+                    if rule.priority > top
+                ]
                 if partner.priority != transition.priority and (
-                    common_region(
-                        _resolved(protocol, transition.when), _resolved(protocol, partner.when)
+                    uncovered_common_region(
+                        _resolved(protocol, transition.when),
+                        _resolved(protocol, partner.when),
+                        above,
                     )
                     is not None
-                ):  # rules that never both apply: swapping their priorities changes nothing
+                ):  # rules that never both decide (a higher rule takes every visit where
+                    # both apply): swapping their priorities changes no decision
                     transitions = list(state.transitions)
                     transitions[index] = attrs.evolve(transition, priority=partner.priority)
                     transitions[later] = attrs.evolve(partner, priority=transition.priority)
