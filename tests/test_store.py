@@ -7,19 +7,26 @@ import sqlite3
 import stat
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dosing.observations import Observation
 from dosing.patient import PatientRecord
-from dosing.store import SCHEMA_VERSION, Store, StoreError, record_from_json, record_to_json
+from dosing.store import (
+    SCHEMA_VERSION,
+    Store,
+    StoreError,
+    record_from_json,
+    record_to_json,
+)
 
 
 def test_new_store_is_owner_only_and_migrated(tmp_path: Path) -> None:
     """A new store file is created 0600 and at the current schema version."""
     path = tmp_path / "deep" / "patients.sqlite"
     with Store(path) as store:
-        assert store.version == SCHEMA_VERSION == 1
+        assert store.version == SCHEMA_VERSION == 2
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -28,7 +35,7 @@ def test_migrates_an_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.sqlite"
     path.touch(mode=0o600)
     with Store(path) as store:
-        assert store.version == 1
+        assert store.version == 2
         tables = {
             r[0]
             for r in store.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -59,7 +66,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite"
     with Store(path) as store:
         store.connection.execute("PRAGMA user_version = 99")
-    with pytest.raises(StoreError, match="has schema version 99; this dosing knows up to 1"):
+    with pytest.raises(StoreError, match="has schema version 99; this dosing knows up to 2"):
         Store(path)
 
 
@@ -75,3 +82,72 @@ def test_record_round_trip_is_exact() -> None:
         observations={"anc": Observation("anc", Fraction(6, 5), "1200/mm3", day)},
     )
     assert record_from_json(record_to_json(record)) == record
+
+
+def _version_1_store(path: Path) -> None:
+    """A store as dosing wrote it before migration 2, with the same patient registered twice
+    (as concurrent visits could do then)."""
+    from dosing.store import MIGRATIONS
+
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        connection.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+        for protocol in ("imatinib-hes", "ruxolitinib-hes"):
+            connection.execute(
+                "INSERT INTO patients (patient_id, protocol, facts, recorded_at) "
+                "VALUES ('P01', ?, '{}', 'then')",
+                (protocol,),
+            )
+    path.chmod(0o600)
+
+
+def test_migration_2_indexes_the_visit_keys(tmp_path: Path) -> None:
+    """Issue 10: the tables a visit is joined by get indexes, in a migration that also runs
+    on a store holding a duplicate registration from before."""
+    path = tmp_path / "old.sqlite"
+    _version_1_store(path)
+    with Store(path) as store:
+        assert store.version == 2
+        plans = {
+            table: " ".join(
+                str(step)
+                for step in store.connection.execute(
+                    f"EXPLAIN QUERY PLAN SELECT * FROM {table} WHERE {column} = 1"
+                )
+            )
+            for table, column in (
+                ("observations", "visit"), ("decisions", "visit"), ("records", "visit"),
+                ("responses", "decision"),
+            )
+        }  # fmt: skip
+        assert len(list(store.patients())) == 2  # kept as they were; no new one can be added
+    for table, plan in plans.items():
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (table, plan)
+
+
+def test_processes_opening_a_new_store_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """Six processes open one new store at the same moment: all succeed (two imports at once
+    used to fail with 'migration to version 1 failed: table patients already exists')."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    path = tmp_path / "p.sqlite"
+    start = context.Barrier(6)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_open_version, args=(str(path), start, results)) for _ in range(6)
+    ]
+    for process in processes:
+        process.start()
+    versions = sorted(str(results.get(timeout=60)) for _ in processes)
+    for process in processes:
+        process.join()
+    assert versions == [str(SCHEMA_VERSION)] * 6
+
+
+def _open_version(path: str, start: Any, results: Any) -> None:
+    start.wait()
+    try:
+        with Store(Path(path)) as store:
+            results.put(store.version)
+    except StoreError as error:
+        results.put(str(error))

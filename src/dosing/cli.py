@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from dosing import catalog
-from dosing.errors import DosingError, ObservationError
+from dosing.errors import Cancelled, DosingError, ObservationError
 from dosing.observations import Observation, read_memory, read_observation
 from dosing.patient import PatientRecord
 
@@ -552,9 +552,7 @@ def main() -> None:
         sys.stderr.write("cancelled: nothing was stored\n")
         raise SystemExit(130) from None
     except DosingError as error:
-        from dosing.visit import VisitCancelled
-
-        if isinstance(error, VisitCancelled):
+        if isinstance(error, Cancelled):
             sys.stderr.write(f"cancelled: {error}\n")
             raise SystemExit(130) from None
         from dosing.output import error as show_error
