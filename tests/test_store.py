@@ -17,6 +17,7 @@ from dosing.store import (
     SCHEMA_VERSION,
     Store,
     StoreError,
+    dose_in_force,
     record_from_json,
     record_to_json,
 )
@@ -119,9 +120,93 @@ def test_migration_2_indexes_the_visit_keys(tmp_path: Path) -> None:
                 ("responses", "decision"),
             )
         }  # fmt: skip
-        assert len(list(store.patients())) == 2  # kept as they were; no new one can be added
+        assert len(list(store.current_courses())) == 1
     for table, plan in plans.items():
         assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (table, plan)
+
+
+def test_current_courses_agree_with_each_patients_visits(tmp_path: Path) -> None:
+    """The one-query list `dosing patients` prints gives, for every patient, what reading each
+    course in full gives: imported courses, overrides, a superseded last visit, no visits."""
+    import subprocess
+    import sys
+
+    from dosing.visit import current_dose
+    from tests.conftest import ROOT
+
+    path = tmp_path / "p.sqlite"
+    subprocess.run(
+        [sys.executable, "-m", "dosing", "import-timeline", "imatinib-hes",
+         "examples/imatinib-hes-timeline.csv", "--db", str(path)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    with Store(path) as store:
+        execute = store.connection.execute
+        execute("INSERT INTO patients (patient_id, protocol, facts, recorded_at) "
+                "VALUES ('P04', 'imatinib-hes', '{}', 'now')")  # fmt: skip
+        last = execute("SELECT max(row) FROM visits WHERE patient_id = 'P01'").fetchone()[0]
+        correction = execute(
+            "INSERT INTO visits (patient_id, date, recorded_at, supersedes) "
+            "SELECT patient_id, date, 'now', row FROM visits WHERE row = ?",
+            (last,),
+        ).lastrowid
+        decision = execute(
+            "INSERT INTO decisions (visit, protocol_sha256, record) "
+            "SELECT ?, protocol_sha256, record FROM decisions WHERE visit = ?",
+            (correction, last - 1),
+        ).lastrowid
+        execute("INSERT INTO records (visit, record) SELECT ?, record FROM records "
+                "WHERE visit = ?", (correction, last - 1))  # fmt: skip
+        execute(
+            "INSERT INTO responses (decision, kind, dose, reason, recorded_at) "
+            "VALUES (?, 'overridden', '200 mg qd', 'corrected', 'now')",
+            (decision,),
+        )
+        listed = store.current_courses()
+        assert [course.patient_id for course in listed] == ["P01", "P02", "P03", "P04"]
+        for course in listed:
+            visits = store.visits(course.patient_id)
+            if not visits:
+                assert (course.last_visit, course.state) == (None, None)
+                continue
+            reference = visits[-1]
+            assert course.last_visit == reference.date
+            assert course.state == reference.record.state
+            assert course.next_check == reference.decision["next_check"]
+            assert dose_in_force(course.doses, course.response) == current_dose(reference)
+    assert dose_in_force(listed[0].doses, listed[0].response) == "200 mg qd (overridden)"
+
+
+def test_history_of_an_unknown_id_names_close_ids_not_every_id(tmp_path: Path) -> None:
+    """Issue 10: `dosing history` with an unknown id says how many patients there are and at
+    most three close ids (it printed every id in the store)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    path = tmp_path / "p.sqlite"
+    with Store(path) as store:
+        store.connection.executemany(
+            "INSERT INTO patients (patient_id, protocol, facts, recorded_at) "
+            "VALUES (?, 'imatinib-hes', '{}', 'now')",
+            [(f"HES-{number:03d}",) for number in range(1, 301)],
+        )
+
+    def history(patient: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dosing", "history", patient, "--db", str(path)],
+            cwd=ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+
+    typo = history("HES-0012")
+    assert typo.returncode == 2
+    assert typo.stderr == (
+        f"error: no patient 'HES-0012' in {path} (300 patients); did you mean HES-012, "
+        "HES-002, HES-001?\n"
+    )
+    unrelated = history("Smith")
+    assert unrelated.stderr == f"error: no patient 'Smith' in {path} (300 patients)\n"
 
 
 def test_processes_opening_a_new_store_at_once_migrate_it_once(tmp_path: Path) -> None:

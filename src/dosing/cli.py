@@ -475,28 +475,25 @@ def patients(db: DbOption = None) -> None:
 
     Example: [cyan]dosing patients[/]
     """
-    from rich.table import Table
+    from dosing.output import print_grid
+    from dosing.store import dose_in_force
 
-    from dosing.output import console
-    from dosing.visit import current_dose
-
-    table = Table("patient", "protocol", "state", "dose", "last visit", "next due")
     with _open_store(db) as store:
-        for known in store.patients():
-            visits = store.visits(known.patient_id)
-            if not visits:
-                table.add_row(known.patient_id, known.protocol, "-", "-", "-", "-")
-                continue
-            last = visits[-1]
-            table.add_row(
-                known.patient_id,
-                known.protocol,
-                last.record.state or "-",
-                current_dose(last),
-                str(last.date),
-                last.decision.get("next_check") or "-",
+        courses = store.current_courses()
+    print_grid(
+        ("patient", "protocol", "state", "dose", "last visit", "next due"),
+        (
+            (
+                course.patient_id,
+                course.protocol,
+                course.state or "-",
+                dose_in_force(course.doses, course.response) if course.last_visit else "-",
+                str(course.last_visit or "-"),
+                course.next_check or "-",
             )
-    console.print(table)
+            for course in courses
+        ),
+    )
 
 
 @app.command()

@@ -37,9 +37,18 @@ _FACTS = frozenset({"age", "sex", "weight", "height"})
 def _course(store: Store, patient_id: str) -> tuple[Patient, list[StoredVisit]]:
     patient = store.patient(patient_id)
     if patient is None:
-        known = ", ".join(p.patient_id for p in store.patients()) or "none yet"
-        raise DosingError(f"no patient '{patient_id}' in {store.path}; patients: {known}")
+        raise DosingError(unknown_patient(store, patient_id))
     return patient, store.visits(patient_id)
+
+
+def unknown_patient(store: Store, patient_id: str) -> str:
+    """Says the id is not in the store, with at most three close ids: never the whole list."""
+    import difflib
+
+    known = store.patient_ids()
+    message = f"no patient '{patient_id}' in {store.path} ({_count(len(known), 'patient')})"
+    close = difflib.get_close_matches(patient_id, known, n=3, cutoff=0.6)
+    return message + (f"; did you mean {', '.join(close)}?" if close else "")
 
 
 def _count(number: int, noun: str) -> str:

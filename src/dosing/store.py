@@ -20,7 +20,6 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -181,6 +180,20 @@ class CourseVersion:
 
 
 @attrs.frozen
+class CurrentCourse:
+    """A patient as `dosing patients` lists them: where the course stands after the last
+    visit (None fields: no visit yet)."""
+
+    patient_id: str
+    protocol: str
+    state: str | None
+    doses: list[dict[str, Any]]
+    response: Response | None
+    last_visit: dt.date | None
+    next_check: str | None
+
+
+@attrs.frozen
 class ImportedVisit:
     """One replayed visit, ready to be stored."""
 
@@ -271,13 +284,10 @@ class Store:
         ).fetchone()
         return None if row is None else Patient(row[0], row[1], json.loads(row[2]))
 
-    def patients(self) -> Iterator[Patient]:
-        rows = self.connection.execute(
-            "SELECT patient_id, protocol, facts FROM patients WHERE row NOT IN "
-            "(SELECT supersedes FROM patients WHERE supersedes IS NOT NULL) ORDER BY patient_id"
-        )
-        for patient_id, protocol, facts in rows:
-            yield Patient(patient_id, protocol, json.loads(facts))
+    def patient_ids(self) -> list[str]:
+        """Every patient id in the store, sorted."""
+        rows = self.connection.execute("SELECT DISTINCT patient_id FROM patients ORDER BY 1")
+        return [patient_id for (patient_id,) in rows]
 
     def course_version(self, patient_id: str) -> CourseVersion:
         """Where the patient's course stands now; compare it again when writing."""
@@ -288,6 +298,22 @@ class Store:
             "SELECT max(row) FROM visits WHERE patient_id = ?", (patient_id,)
         ).fetchone()
         return CourseVersion(patient_row, visit_row)
+
+    def current_courses(self) -> list[CurrentCourse]:
+        """Every patient with where their course stands, in one query (sorted by id)."""
+        rows = self.connection.execute(_CURRENT_COURSES)
+        return [
+            CurrentCourse(
+                patient_id=patient_id,
+                protocol=protocol,
+                state=state,
+                doses=json.loads(doses) if doses else [],
+                response=None if kind is None else Response(kind, dose, reason),
+                last_visit=None if date is None else dt.date.fromisoformat(date),
+                next_check=next_check,
+            )
+            for patient_id, protocol, date, state, next_check, doses, kind, dose, reason in rows
+        ]
 
     # ------------------------------------------------------------------ visits
 
@@ -423,6 +449,36 @@ class Store:
             (row, record_to_json(visit.record)),
         )
         return row
+
+
+_CURRENT_COURSES = """
+WITH registered AS (
+    SELECT max(row) AS row FROM patients
+    WHERE row NOT IN (SELECT supersedes FROM patients WHERE supersedes IS NOT NULL)
+    GROUP BY patient_id
+), latest AS MATERIALIZED (
+    SELECT p.patient_id, p.protocol, (
+        SELECT v.row FROM visits v
+        WHERE v.patient_id = p.patient_id
+            AND v.row NOT IN (SELECT supersedes FROM visits WHERE supersedes IS NOT NULL)
+            AND EXISTS (SELECT 1 FROM decisions WHERE visit = v.row)
+            AND EXISTS (SELECT 1 FROM records WHERE visit = v.row)
+        ORDER BY v.date DESC, v.row DESC LIMIT 1
+    ) AS visit
+    FROM registered JOIN patients p ON p.row = registered.row
+)
+SELECT latest.patient_id, latest.protocol, v.date,
+       json_extract(r.record, '$.state'),
+       json_extract(d.record, '$.next_check'),
+       json_extract(d.record, '$.doses'),
+       answer.kind, answer.dose, answer.reason
+FROM latest
+LEFT JOIN visits v ON v.row = latest.visit
+LEFT JOIN decisions d ON d.row = (SELECT max(row) FROM decisions WHERE visit = latest.visit)
+LEFT JOIN records r ON r.row = (SELECT max(row) FROM records WHERE visit = latest.visit)
+LEFT JOIN responses answer ON answer.row = (SELECT max(row) FROM responses WHERE decision = d.row)
+ORDER BY latest.patient_id
+"""
 
 
 class _Probed(Exception):
