@@ -11,8 +11,10 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -175,10 +177,12 @@ def _decision(count: int) -> Decision:
     )  # fmt: skip
 
 
-def _writer(db: str, visits: int) -> int:
-    """Add `visits` visits, each counting one more than the course it read; retry when the
-    course changed meanwhile. Returns how many writes were refused as stale."""
+def _writer(db: str, visits: int, start: Any) -> int:
+    """Add `visits` visits, each counting one more than the course it read, a moment (the
+    clinician typing) after reading it; retry when the course changed meanwhile. Returns how
+    many writes were refused as stale."""
     refused = 0
+    start.wait()
     with Store(Path(db)) as store:
         patient = Patient("P01", "p", {})
         written = 0
@@ -188,6 +192,7 @@ def _writer(db: str, visits: int) -> int:
             count = int(course[-1].record.memory["count"]) + 1 if course else 1
             record = PatientRecord(state=f"visit_{count}", memory={"count": Fraction(count)})
             observation = Observation("anc", Fraction(count), f"{count}/mm3", DAY)
+            time.sleep(0.002)
             try:
                 store.save_visit(patient, version, DAY, [observation], _decision(count),
                                  Response("accepted"), record)  # fmt: skip
@@ -205,8 +210,9 @@ def test_many_processes_writing_one_course_never_build_on_a_stale_record(tmp_pat
     with Store(db):
         pass
     context = multiprocessing.get_context("spawn")
+    start = context.Manager().Barrier(4)
     with context.Pool(4) as pool:
-        refused = pool.starmap(_writer, [(str(db), 15)] * 4)
+        refused = pool.starmap(_writer, [(str(db), 15, start)] * 4)
     with Store(db) as store:
         counts = [visit.record.memory["count"] for visit in store.visits("P01")]
         assert store.connection.execute("SELECT count(*) FROM patients").fetchone() == (1,)
