@@ -535,10 +535,13 @@ def import_timeline(
 
     Example: [cyan]dosing import-timeline imatinib-hes examples/imatinib-hes-timeline.csv[/]
     """
-    from dosing.history import import_into_store
+    try:
+        from dosing.history import import_into_store
 
-    with _open_store(db) as store:
-        import_into_store(store, catalog.load(protocol), timeline)
+        with _open_store(db) as store:
+            import_into_store(store, catalog.load(protocol), timeline)
+    except KeyboardInterrupt:  # before the import began (it reports its own interruptions)
+        raise Cancelled("the import was interrupted before it began; nothing was stored") from None
 
 
 def main() -> None:
