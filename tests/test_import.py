@@ -183,3 +183,23 @@ def test_ctrl_c_says_what_was_imported_and_a_rerun_completes(
     said = import_in_process(db, path)
     assert courses(db) == whole
     assert f"Imported {len(whole) - done} patients" in said
+
+
+def test_a_patient_stored_with_another_course_is_named_not_imported(tmp_path: Path) -> None:
+    """Importing a timeline whose P01 has one visit more than the one stored says so, and
+    leaves the stored course as it was."""
+    db = tmp_path / "p.sqlite"
+    import_in_process(db, EXAMPLE)
+    longer = tmp_path / "longer.csv"
+    text = EXAMPLE.read_text()
+    longer.write_text(text + "P01,2026-03-16,anc,3000,/mm3\nP01,2026-03-16,platelets,200,G/L\n")
+    before = courses(db)
+    said = import_in_process(db, longer)
+    assert said.splitlines()[:4] == [
+        "P01 is already in the store with a different course (8 visits stored, 9 in "
+        "longer.csv): not imported.",
+        "P02 is already in the store with these visits: skipped.",
+        "P03 is already in the store with these visits: skipped.",
+        "Imported 0 patients (0 visits); 3 already in the store.",
+    ]
+    assert courses(db) == before
