@@ -16,9 +16,11 @@ from dosing.protocol_file import load_protocol
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_FILES = sorted((ROOT / "protocols").glob("*.yaml"))
 
-# Before anything imports the CLI: a throwaway compile cache and plain, wide output.
-os.environ["DOSING_CACHE_DIR"] = tempfile.mkdtemp(prefix="dosing-test-cache-")
-atexit.register(shutil.rmtree, os.environ["DOSING_CACHE_DIR"], ignore_errors=True)
+# Before anything imports the CLI: a throwaway compile cache, config directory (the cache's
+# key) and data directory (recovered visits), and plain, wide output.
+for variable in ("DOSING_CACHE_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+    os.environ[variable] = tempfile.mkdtemp(prefix=f"dosing-test-{variable.lower()}-")
+    atexit.register(shutil.rmtree, os.environ[variable], ignore_errors=True)
 os.environ["NO_COLOR"] = "1"
 os.environ["COLUMNS"] = "200"
 os.environ.pop("FORCE_COLOR", None)

@@ -250,7 +250,7 @@ def test_compiled_protocol_cache_is_private(tmp_path: Path) -> None:
         "--json",
     ]
     first = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
-    (entry,) = tmp_path.glob("*.pickle")
+    (entry,) = tmp_path.glob("*.json")
     assert entry.stat().st_mode & 0o077 == 0
     entry.chmod(0o666)
     second = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, check=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from dosing import catalog
-from dosing.errors import DosingError, ObservationError
+from dosing.errors import Cancelled, DosingError, ObservationError
 from dosing.observations import Observation, read_memory, read_observation
 from dosing.patient import PatientRecord
 
@@ -475,28 +475,25 @@ def patients(db: DbOption = None) -> None:
 
     Example: [cyan]dosing patients[/]
     """
-    from rich.table import Table
+    from dosing.output import print_grid
+    from dosing.store import dose_in_force
 
-    from dosing.output import console
-    from dosing.visit import current_dose
-
-    table = Table("patient", "protocol", "state", "dose", "last visit", "next due")
     with _open_store(db) as store:
-        for known in store.patients():
-            visits = store.visits(known.patient_id)
-            if not visits:
-                table.add_row(known.patient_id, known.protocol, "-", "-", "-", "-")
-                continue
-            last = visits[-1]
-            table.add_row(
-                known.patient_id,
-                known.protocol,
-                last.record.state or "-",
-                current_dose(last),
-                str(last.date),
-                last.decision.get("next_check") or "-",
+        courses = store.current_courses()
+    print_grid(
+        ("patient", "protocol", "state", "dose", "last visit", "next due"),
+        (
+            (
+                course.patient_id,
+                course.protocol,
+                course.state or "-",
+                dose_in_force(course.doses, course.response) if course.last_visit else "-",
+                str(course.last_visit or "-"),
+                course.next_check or "-",
             )
-    console.print(table)
+            for course in courses
+        ),
+    )
 
 
 @app.command()
@@ -538,10 +535,13 @@ def import_timeline(
 
     Example: [cyan]dosing import-timeline imatinib-hes examples/imatinib-hes-timeline.csv[/]
     """
-    from dosing.history import import_into_store
+    try:
+        from dosing.history import import_into_store
 
-    with _open_store(db) as store:
-        import_into_store(store, catalog.load(protocol), timeline)
+        with _open_store(db) as store:
+            import_into_store(store, catalog.load(protocol), timeline)
+    except KeyboardInterrupt:  # before the import began (it reports its own interruptions)
+        raise Cancelled("the import was interrupted before it began; nothing was stored") from None
 
 
 def main() -> None:
@@ -552,9 +552,7 @@ def main() -> None:
         sys.stderr.write("cancelled: nothing was stored\n")
         raise SystemExit(130) from None
     except DosingError as error:
-        from dosing.visit import VisitCancelled
-
-        if isinstance(error, VisitCancelled):
+        if isinstance(error, Cancelled):
             sys.stderr.write(f"cancelled: {error}\n")
             raise SystemExit(130) from None
         from dosing.output import error as show_error

@@ -9,6 +9,10 @@ class DosingError(Exception):
     """Base of every error `dosing` reports to a user instead of a traceback."""
 
 
+class Cancelled(DosingError):
+    """The user interrupted (Ctrl-C, end of input); the message says what was kept."""
+
+
 class UnitError(DosingError):
     """A value's unit is missing, unknown, ambiguous or of the wrong kind."""
 

@@ -9,19 +9,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import attrs
 from rich.table import Table
 
 from dosing.decision import Decision, decision_from_json
-from dosing.errors import DosingError
+from dosing.errors import Cancelled, DosingError
 from dosing.model import Protocol
 from dosing.output import console
 from dosing.replay import PatientReplay, replay
 from dosing.replay_output import CSV_FIELDS, csv_row, jsonl_line
 from dosing.replay_run import load_timeline
-from dosing.store import Patient, Response, Store, StoredVisit
+from dosing.store import (
+    ImportedVisit,
+    Patient,
+    Response,
+    Store,
+    StoredVisit,
+    StoreWriteError,
+    dose_in_force,
+)
 from dosing.timeline import LONG_COLUMNS
 from dosing.units import split_text
-from dosing.visit import current_dose
 
 _FACTS = frozenset({"age", "sex", "weight", "height"})
 
@@ -29,9 +37,22 @@ _FACTS = frozenset({"age", "sex", "weight", "height"})
 def _course(store: Store, patient_id: str) -> tuple[Patient, list[StoredVisit]]:
     patient = store.patient(patient_id)
     if patient is None:
-        known = ", ".join(p.patient_id for p in store.patients()) or "none yet"
-        raise DosingError(f"no patient '{patient_id}' in {store.path}; patients: {known}")
+        raise DosingError(unknown_patient(store, patient_id))
     return patient, store.visits(patient_id)
+
+
+def unknown_patient(store: Store, patient_id: str) -> str:
+    """Says the id is not in the store, with at most three close ids: never the whole list."""
+    import difflib
+
+    known = store.patient_ids()
+    message = f"no patient '{patient_id}' in {store.path} ({_count(len(known), 'patient')})"
+    close = difflib.get_close_matches(patient_id, known, n=3, cutoff=0.6)
+    return message + (f"; did you mean {', '.join(close)}?" if close else "")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _decision(visit: StoredVisit) -> Decision:
@@ -137,45 +158,97 @@ def _write_timeline(patient: Patient, visits: list[StoredVisit], decisions: list
             writer.writerow((patient.patient_id, date, "dose_given", decision.dose_given, ""))
 
 
+class ImportCancelled(Cancelled):
+    """Ctrl-C during an import: the patients imported so far are whole, the rest absent."""
+
+
 def import_into_store(store: Store, protocol: Protocol, path: Path) -> None:
-    """Replay a timeline and store every visit; print each patient's current state."""
-    timeline = load_timeline(path, None)
+    """Replay a timeline and store each patient's course in one transaction, saying what was
+    imported as it goes; then print each imported patient's current state.
+
+    A patient already in the store is skipped (so running the same import again, or two at
+    once, stores each patient once); an import stopped by Ctrl-C, a kill or a full disk leaves
+    each patient whole or absent, and running it again completes it."""
+    try:
+        store.check_writable()
+    except StoreWriteError as error:
+        raise DosingError(
+            f"the patient store cannot be written, so nothing was imported: {error}"
+        ) from None
     table = Table("patient", "state", "dose", "last visit", "next due", "visits stored")
-    for result in replay(protocol, timeline, keep_visits=True):
-        if store.patient(result.patient_id) is not None:
-            console.print(f"{result.patient_id} is already in the store: not imported.")
-            continue
-        if result.stopped_at is not None:
-            console.print(
-                f"{result.patient_id}: the replay stopped at line {result.stopped_at}; "
-                "the visits before it are stored."
+    done = _Tally()
+    try:
+        for result in replay(protocol, load_timeline(path, None), keep_visits=True):
+            if not result.decisions:
+                console.print(f"{result.patient_id}: no visit decided, nothing to store.")
+                continue
+            visits = [
+                ImportedVisit(decision.date, observations, decision, _response(decision, path),
+                              record)
+                for decision, (observations, record) in zip(
+                    result.decisions, result.visits, strict=True
+                )
+            ]  # fmt: skip
+            patient = Patient(result.patient_id, protocol.id, _facts(result))
+            if not store.save_course(patient, visits):
+                console.print(_already_stored(store, result, path))
+                done.skipped += 1
+                continue
+            done.patients += 1
+            done.visits += len(visits)
+            stopped = (
+                f" (the replay stopped at line {result.stopped_at}; the visits before it)"
+                if result.stopped_at is not None
+                else ""
             )
-        if not result.decisions:
-            continue
-        facts = _facts(result)
-        patient = Patient(result.patient_id, protocol.id, facts)
-        for index, (decision, (observations, record)) in enumerate(
-            zip(result.decisions, result.visits, strict=True)
-        ):
-            store.save_visit(
-                patient,
-                index == 0,
-                decision.date,
-                observations,
-                decision,
-                _response(decision, path),
-                record,
+            console.print(f"Imported {result.patient_id}: {_count(len(visits), 'visit')}{stopped}.")
+            last = visits[-1]
+            table.add_row(
+                result.patient_id,
+                last.record.state or "-",
+                dose_in_force(last.decision.to_json()["doses"], last.response),
+                str(last.date),
+                str(last.decision.next_check or "-"),
+                str(len(visits)),
             )
-        last = store.visits(result.patient_id)[-1]
-        table.add_row(
-            result.patient_id,
-            last.record.state or "-",
-            current_dose(last),
-            str(last.date),
-            last.decision.get("next_check") or "-",
-            str(len(result.decisions)),
-        )
-    console.print(table)
+    except KeyboardInterrupt:
+        raise ImportCancelled(
+            f"the import was interrupted. Imported before that: {done}; {_WHOLE}. Run the same "
+            "command again to import the rest (patients already in the store are skipped)"
+        ) from None
+    except StoreWriteError as error:
+        raise DosingError(
+            f"the import stopped: {error}. Imported before that: {done}; {_WHOLE}. Fix that "
+            "and run the same command again to import the rest"
+        ) from None
+    if done.patients:
+        console.print(table)
+    console.print(f"Imported {done}.")
+
+
+_WHOLE = "each patient is stored whole or not at all"
+
+
+@attrs.define
+class _Tally:
+    patients: int = 0
+    visits: int = 0
+    skipped: int = 0
+
+    def __str__(self) -> str:
+        imported = f"{_count(self.patients, 'patient')} ({_count(self.visits, 'visit')})"
+        return imported + (f"; {self.skipped} already in the store" if self.skipped else "")
+
+
+def _already_stored(store: Store, result: PatientReplay, path: Path) -> str:
+    stored = [visit.date for visit in store.visits(result.patient_id)]
+    replayed = [decision.date for decision in result.decisions]
+    if stored == replayed:
+        return f"{result.patient_id} is already in the store with these visits: skipped."
+    return (
+        f"{result.patient_id} is already in the store with a different course "
+        f"({_count(len(stored), 'visit')} stored, {len(replayed)} in {path.name}): not imported."
+    )
 
 
 def _facts(result: PatientReplay) -> dict[str, str]:

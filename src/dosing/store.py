@@ -1,11 +1,16 @@
 """The patient store: SQLite, append-only, one transaction per visit.
 
-- The file is created owner-only (0600): it holds patient data.
+- The file is created owner-only (0600) and must stay so: it holds patient data
+  (`store_file`).
 - WAL journal; a schema version (PRAGMA user_version) with migrations run on open.
 - History is append-only: triggers refuse UPDATE and DELETE. A correction is a new row that
   names the row it supersedes.
 - A visit (its observations, the decision record, the clinician's answer and the patient's
-  record after it) is written in one transaction: all of it or none of it.
+  record after it) is written in one transaction: all of it or none of it. The course it was
+  decided from is checked again inside that transaction (`CourseVersion`): a visit decided
+  from a course another process has since changed is refused, never written over it.
+- An imported patient's whole course is one transaction too: an import that is killed leaves
+  each patient whole or absent, and running it again completes it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -23,13 +27,18 @@ from typing import Any, Literal
 import attrs
 
 from dosing.decision import Decision
-from dosing.errors import DosingError
 from dosing.observations import Observation
 from dosing.patient import PatientRecord
+from dosing.store_file import StoreError as StoreError
+from dosing.store_file import check_private, open_private, why_not_writable
 
 
-class StoreError(DosingError):
-    """The patient store cannot be opened or written."""
+class StoreWriteError(StoreError):
+    """A write to the store failed; the message names the cause in the user's terms."""
+
+
+class StaleCourse(StoreError):
+    """The patient's course changed in the store since the visit was decided from it."""
 
 
 _TABLES = ("patients", "visits", "observations", "decisions", "responses", "records")
@@ -91,6 +100,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
         for table in _TABLES
     ),
+    # 2: indexes on the keys every visit is joined by (without them, listing the patients read
+    # every observation once per visit), and one registration per patient id.
+    """
+    CREATE INDEX observations_by_visit ON observations(visit);
+    CREATE INDEX decisions_by_visit ON decisions(visit);
+    CREATE INDEX responses_by_decision ON responses(decision);
+    CREATE INDEX records_by_visit ON records(visit);
+    CREATE INDEX visits_superseded ON visits(supersedes) WHERE supersedes IS NOT NULL;
+    CREATE INDEX patients_superseded ON patients(supersedes) WHERE supersedes IS NOT NULL;
+    CREATE TRIGGER patients_registered_once BEFORE INSERT ON patients
+    WHEN NEW.supersedes IS NULL
+        AND EXISTS (SELECT 1 FROM patients WHERE patient_id = NEW.patient_id)
+    BEGIN SELECT RAISE(ABORT, 'patient already registered: add a superseding row'); END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -136,20 +159,69 @@ class StoredVisit:
     record: PatientRecord
 
 
+def dose_in_force(doses: list[dict[str, Any]], response: Response | None) -> str:
+    """The dose after a visit: the one chosen if the advice was overridden, else the advised
+    doses (`doses` as in the decision record)."""
+    if response is not None and response.kind == "overridden":
+        return f"{response.dose} (overridden)"
+    return (
+        ", ".join(f"{d['drug']} {d['amount']} {d['unit']} {d['frequency']}" for d in doses)
+        or "none"
+    )
+
+
+@attrs.frozen
+class CourseVersion:
+    """Where a patient's course stood when it was read: the newest registration row and the
+    newest visit row (None: none yet). Any new row for the patient changes it."""
+
+    patient_row: int | None
+    visit_row: int | None
+
+
+@attrs.frozen
+class CurrentCourse:
+    """A patient as `dosing patients` lists them: where the course stands after the last
+    visit (None fields: no visit yet)."""
+
+    patient_id: str
+    protocol: str
+    state: str | None
+    doses: list[dict[str, Any]]
+    response: Response | None
+    last_visit: dt.date | None
+    next_check: str | None
+
+
+@attrs.frozen
+class ImportedVisit:
+    """One replayed visit, ready to be stored."""
+
+    date: dt.date
+    observations: list[Observation]
+    decision: Decision
+    response: Response
+    record: PatientRecord
+
+
 class Store:
     """An open patient store. Use as a context manager."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        open_private(path)
+        checked = check_private(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             self.connection = sqlite3.connect(path, isolation_level=None, timeout=10)
-        except (OSError, sqlite3.Error) as error:
-            raise StoreError(f"cannot open the patient store {path}: {error}") from None
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA foreign_keys=ON")
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as error:
+            reason = why_not_writable(path, error) or error
+            raise StoreError(f"cannot open the patient store {path}: {reason}") from None
+        opened = check_private(path)
+        if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
+            self.connection.close()
+            raise StoreError(f"the patient store {path} was replaced while it was opened")
         self._migrate()
 
     def __enter__(self) -> Store:
@@ -159,7 +231,7 @@ class Store:
         self.connection.close()
 
     def _migrate(self) -> None:
-        (version,) = self.connection.execute("PRAGMA user_version").fetchone()
+        version = self.version
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}; this dosing knows up to "
@@ -175,8 +247,11 @@ class Store:
             except sqlite3.Error as error:
                 if self.connection.in_transaction:
                     self.connection.execute("ROLLBACK")
+                if self.version > number:
+                    continue  # another process opening the store ran this migration first
+                reason = why_not_writable(self.path, error) or error
                 raise StoreError(
-                    f"{self.path}: migration to version {number + 1} failed: {error}"
+                    f"{self.path}: migration to version {number + 1} failed: {reason}"
                 ) from None
 
     @property
@@ -184,7 +259,19 @@ class Store:
         return int(self.connection.execute("PRAGMA user_version").fetchone()[0])
 
     def transaction(self) -> _Transaction:
-        return _Transaction(self.connection)
+        return _Transaction(self)
+
+    def check_writable(self) -> None:
+        """Raise StoreWriteError, naming the cause, if a visit could not be written now."""
+        reason = why_not_writable(self.path)
+        if reason is not None:
+            raise StoreWriteError(reason)
+        try:  # a write SQLite must be able to start; rolled back, so nothing is kept
+            with self.transaction():
+                self.connection.execute("CREATE TABLE write_probe (x)")
+                raise _Probed
+        except _Probed:
+            return
 
     # ------------------------------------------------------------------ patients
 
@@ -197,13 +284,36 @@ class Store:
         ).fetchone()
         return None if row is None else Patient(row[0], row[1], json.loads(row[2]))
 
-    def patients(self) -> Iterator[Patient]:
-        rows = self.connection.execute(
-            "SELECT patient_id, protocol, facts FROM patients WHERE row NOT IN "
-            "(SELECT supersedes FROM patients WHERE supersedes IS NOT NULL) ORDER BY patient_id"
-        )
-        for patient_id, protocol, facts in rows:
-            yield Patient(patient_id, protocol, json.loads(facts))
+    def patient_ids(self) -> list[str]:
+        """Every patient id in the store, sorted."""
+        rows = self.connection.execute("SELECT DISTINCT patient_id FROM patients ORDER BY 1")
+        return [patient_id for (patient_id,) in rows]
+
+    def course_version(self, patient_id: str) -> CourseVersion:
+        """Where the patient's course stands now; compare it again when writing."""
+        (patient_row,) = self.connection.execute(
+            "SELECT max(row) FROM patients WHERE patient_id = ?", (patient_id,)
+        ).fetchone()
+        (visit_row,) = self.connection.execute(
+            "SELECT max(row) FROM visits WHERE patient_id = ?", (patient_id,)
+        ).fetchone()
+        return CourseVersion(patient_row, visit_row)
+
+    def current_courses(self) -> list[CurrentCourse]:
+        """Every patient with where their course stands, in one query (sorted by id)."""
+        rows = self.connection.execute(_CURRENT_COURSES)
+        return [
+            CurrentCourse(
+                patient_id=patient_id,
+                protocol=protocol,
+                state=state,
+                doses=json.loads(doses) if doses else [],
+                response=None if kind is None else Response(kind, dose, reason),
+                last_visit=None if date is None else dt.date.fromisoformat(date),
+                next_check=next_check,
+            )
+            for patient_id, protocol, date, state, next_check, doses, kind, dose, reason in rows
+        ]
 
     # ------------------------------------------------------------------ visits
 
@@ -245,66 +355,166 @@ class Store:
     def save_visit(
         self,
         patient: Patient,
-        new_patient: bool,
+        decided_from: CourseVersion,
         date: dt.date,
         observations: list[Observation],
         decision: Decision,
         response: Response,
         record: PatientRecord,
     ) -> int:
-        """Write a whole visit in one transaction; returns the visit's row."""
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        """Write a whole visit in one transaction; returns the visit's row.
+
+        `decided_from` is the course version the visit was decided from; if the course has
+        changed since (another visit saved, the patient registered meanwhile), StaleCourse is
+        raised and nothing is written."""
         with self.transaction():
-            execute = self.connection.execute
-            if new_patient:
-                execute(
-                    "INSERT INTO patients (patient_id, protocol, facts, recorded_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (patient.patient_id, patient.protocol, json.dumps(patient.facts), now),
-                )
-            visit = execute(
-                "INSERT INTO visits (patient_id, date, recorded_at) VALUES (?, ?, ?)",
-                (patient.patient_id, date.isoformat(), now),
-            ).lastrowid
-            for observation in observations:
-                execute(
-                    "INSERT INTO observations (visit, name, entered, canonical, drawn_on) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (visit, observation.name, observation.entered, _text(observation.value),
-                     observation.drawn_on.isoformat()),
-                )  # fmt: skip
-            _pause_for_crash_test()
-            decision_row = execute(
-                "INSERT INTO decisions (visit, protocol_sha256, record) VALUES (?, ?, ?)",
-                (visit, decision.protocol_sha256, json.dumps(decision.to_json())),
-            ).lastrowid
-            execute(
-                "INSERT INTO responses (decision, kind, dose, reason, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (decision_row, response.kind, response.dose, response.reason, now),
+            now = self._now()
+            self._refuse_stale(patient, decided_from)
+            if decided_from.patient_row is None:
+                self._register(patient, now)
+            return self._write_visit(
+                patient.patient_id, ImportedVisit(date, observations, decision, response, record),
+                now,
+            )  # fmt: skip
+
+    def save_course(self, patient: Patient, visits: list[ImportedVisit]) -> bool:
+        """Register a patient with their whole course in one transaction. False (and nothing
+        written) if the patient is already in the store."""
+        with self.transaction():
+            if self.course_version(patient.patient_id).patient_row is not None:
+                return False
+            now = self._now()
+            self._register(patient, now)
+            for visit in visits:
+                self._write_visit(patient.patient_id, visit, now)
+        return True
+
+    @staticmethod
+    def _now() -> str:
+        return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+    def _refuse_stale(self, patient: Patient, decided_from: CourseVersion) -> None:
+        now = self.course_version(patient.patient_id)
+        if now == decided_from:
+            return
+        if decided_from.patient_row is None:
+            registered = self.patient(patient.patient_id)
+            protocol = registered.protocol if registered else "?"
+            raise StaleCourse(
+                f"{patient.patient_id} was registered (on {protocol}) by another dosing while "
+                "this visit was being entered; nothing was saved"
             )
-            execute(
-                "INSERT INTO records (visit, record) VALUES (?, ?)",
-                (visit, record_to_json(record)),
-            )
-        assert visit is not None
-        return visit
+        (date,) = self.connection.execute(
+            "SELECT date FROM visits WHERE row = ?", (now.visit_row,)
+        ).fetchone()
+        raise StaleCourse(
+            f"{patient.patient_id}'s course changed while this visit was being entered (a "
+            f"visit for {date} was saved meanwhile); nothing was saved, so that no decision "
+            "is made from an out-of-date course"
+        )
+
+    def _register(self, patient: Patient, now: str) -> None:
+        self.connection.execute(
+            "INSERT INTO patients (patient_id, protocol, facts, recorded_at) VALUES (?, ?, ?, ?)",
+            (patient.patient_id, patient.protocol, json.dumps(patient.facts), now),
+        )
+
+    def _write_visit(self, patient_id: str, visit: ImportedVisit, now: str) -> int:
+        execute = self.connection.execute
+        row = execute(
+            "INSERT INTO visits (patient_id, date, recorded_at) VALUES (?, ?, ?)",
+            (patient_id, visit.date.isoformat(), now),
+        ).lastrowid
+        assert row is not None
+        execute_many = self.connection.executemany
+        execute_many(
+            "INSERT INTO observations (visit, name, entered, canonical, drawn_on) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(row, observation.name, observation.entered, _text(observation.value),
+              observation.drawn_on.isoformat()) for observation in visit.observations],
+        )  # fmt: skip
+        _pause_for_crash_test()
+        decision_row = execute(
+            "INSERT INTO decisions (visit, protocol_sha256, record) VALUES (?, ?, ?)",
+            (row, visit.decision.protocol_sha256, json.dumps(visit.decision.to_json())),
+        ).lastrowid
+        response = visit.response
+        execute(
+            "INSERT INTO responses (decision, kind, dose, reason, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (decision_row, response.kind, response.dose, response.reason, now),
+        )
+        execute(
+            "INSERT INTO records (visit, record) VALUES (?, ?)",
+            (row, record_to_json(visit.record)),
+        )
+        return row
+
+
+_CURRENT_COURSES = """
+WITH registered AS (
+    SELECT max(row) AS row FROM patients
+    WHERE row NOT IN (SELECT supersedes FROM patients WHERE supersedes IS NOT NULL)
+    GROUP BY patient_id
+), latest AS MATERIALIZED (
+    SELECT p.patient_id, p.protocol, (
+        SELECT v.row FROM visits v
+        WHERE v.patient_id = p.patient_id
+            AND v.row NOT IN (SELECT supersedes FROM visits WHERE supersedes IS NOT NULL)
+            AND EXISTS (SELECT 1 FROM decisions WHERE visit = v.row)
+            AND EXISTS (SELECT 1 FROM records WHERE visit = v.row)
+        ORDER BY v.date DESC, v.row DESC LIMIT 1
+    ) AS visit
+    FROM registered JOIN patients p ON p.row = registered.row
+)
+SELECT latest.patient_id, latest.protocol, v.date,
+       json_extract(r.record, '$.state'),
+       json_extract(d.record, '$.next_check'),
+       json_extract(d.record, '$.doses'),
+       answer.kind, answer.dose, answer.reason
+FROM latest
+LEFT JOIN visits v ON v.row = latest.visit
+LEFT JOIN decisions d ON d.row = (SELECT max(row) FROM decisions WHERE visit = latest.visit)
+LEFT JOIN records r ON r.row = (SELECT max(row) FROM records WHERE visit = latest.visit)
+LEFT JOIN responses answer ON answer.row = (SELECT max(row) FROM responses WHERE decision = d.row)
+ORDER BY latest.patient_id
+"""
+
+
+class _Probed(Exception):
+    """Raised inside the write probe to roll it back."""
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (Ctrl-C included)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (Ctrl-C included). A failed
+    write raises StoreWriteError naming its cause."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.connection = store.connection
 
     def __enter__(self) -> None:
-        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise self._failed(error) from None
 
-    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, *rest: object
+    ) -> None:
         if kind is None:
-            self.connection.execute("COMMIT")
-        else:
+            try:
+                self.connection.execute("COMMIT")
+                return
+            except sqlite3.Error as failure:
+                error = failure
+        if self.connection.in_transaction:  # SQLite may have rolled back already
             self.connection.execute("ROLLBACK")
+        if isinstance(error, sqlite3.Error):
+            raise self._failed(error) from None
+
+    def _failed(self, error: sqlite3.Error) -> StoreWriteError:
+        return StoreWriteError(why_not_writable(self.store.path, error) or str(error))
 
 
 def _pause_for_crash_test() -> None:

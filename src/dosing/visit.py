@@ -2,8 +2,12 @@
 
 The conversation asks only for what the protocol reads in the patient's current state, each
 with its unit shown; a typo is explained and asked again, keeping everything typed so far.
-Nothing is written until the clinician has answered the decision; then the whole visit is
-written in one transaction. Ctrl-C or the end of input before that leaves the store as it was.
+The store is checked writable before anything is asked. Nothing is written until the
+clinician has answered the decision; then the whole visit is written in one transaction,
+unless the course changed in the store meanwhile (another process saved a visit): then it is
+refused rather than written over (`visit_save`). A visit the store refuses is kept, and the
+next `dosing visit` of that patient offers to load it. Ctrl-C or the end of input before the
+answer leaves the store as it was.
 Prompts read from a terminal or from piped stdin alike (rich prompts use input()).
 """
 
@@ -19,16 +23,18 @@ from rich.console import Console
 from rich.prompt import Prompt
 from rich.table import Table
 
+from dosing import unsaved as unsaved_visits
 from dosing.decision import Decision
 from dosing.derived import age_on
 from dosing.engine import missing_for_decision, step
-from dosing.errors import DosingError, ObservationError
+from dosing.errors import Cancelled, DosingError, ObservationError
 from dosing.model import Protocol
 from dosing.observations import Observation, ObservationReader
 from dosing.output import decision_panel
 from dosing.patient import PatientRecord
-from dosing.store import Patient, Response, Store, StoredVisit
+from dosing.store import Patient, Response, Store, StoredVisit, StoreWriteError, dose_in_force
 from dosing.units import format_number
+from dosing.visit_save import Attempt, mention_unsaved, offer_unsaved, save_or_keep
 from dosing.vocabulary import VOCABULARY, Categorical
 
 Ask = Callable[[str, str | None], str]
@@ -48,7 +54,7 @@ def rich_ask(console: Console) -> Ask:
     return ask
 
 
-class VisitCancelled(DosingError):
+class VisitCancelled(Cancelled):
     """The visit was not completed (Ctrl-C or end of input); nothing was stored."""
 
 
@@ -92,12 +98,27 @@ class _Conversation:
     date: dt.date
 
     def run(self, patient_id: str | None, protocol_id: str | None) -> VisitResult:
+        try:
+            self.store.check_writable()  # before anything is typed, not after
+        except StoreWriteError as error:
+            raise DosingError(
+                f"the patient store cannot be written, so no visit was started: {error}"
+            ) from None
+        if patient_id is None:
+            mention_unsaved(self.store, self.console)
         patient_id = patient_id or self.required("Patient id")
+        decided_from = self.store.course_version(patient_id)  # before the course is read
         known = self.store.patient(patient_id)
         history = self.store.visits(patient_id) if known else []
+        loaded = offer_unsaved(self.store, self.console, self.ask, patient_id, known)
+        unsaved = loaded[1] if loaded else None
+        if unsaved is not None:
+            self.date = dt.date.fromisoformat(unsaved.date)
         if known is None:
-            protocol = self.protocol_for(protocol_id or self.required("Protocol"))
-            patient = Patient(patient_id, protocol.id, self.new_facts(protocol))
+            chosen = unsaved.protocol if unsaved else protocol_id or self.required("Protocol")
+            protocol = self.protocol_for(chosen)
+            facts = dict(unsaved.facts) if unsaved and unsaved.facts else None
+            patient = Patient(patient_id, protocol.id, facts or self.new_facts(protocol))
             record = PatientRecord()
             self.console.print(f"New patient {patient_id} on {protocol.id}.")
         else:
@@ -114,30 +135,50 @@ class _Conversation:
             raise DosingError(
                 f"the visit date {self.date} is before the last visit ({history[-1].date})"
             )
+        given = self.typed_before(protocol, unsaved)
         observations = self.facts_as_observations(protocol, patient)
-        observations += self.ask_labs(protocol, record)
-        observations += self.ask_assessments(protocol, record, observations)
+        typed = self.ask_labs(protocol, record, given)
+        typed += self.ask_assessments(protocol, record, [*observations, *typed], given)
+        observations += typed
         decision, after = step(protocol, record, self.date, observations, patient_id)
         if history and history[-1].response and history[-1].response.kind == "overridden":
             decision = attrs.evolve(
                 decision, warnings=(*decision.warnings, _override_note(history[-1], record))
             )
         self.console.print(decision_panel(decision))
-        response = self.answer(decision)
+        response = self.answer(decision, unsaved.answer if unsaved else None)
         after, note = apply_choice(protocol, after, response, self.date)
         if note:
             self.console.print(note)
-        row = self.store.save_visit(
-            patient, known is None, self.date, observations, decision, response, after
-        )
+        attempt = Attempt(patient, decided_from, self.date, observations, typed, decision,
+                          response, after)  # fmt: skip
+        row = save_or_keep(self.store, self.console, self.ask, attempt)
+        if loaded is not None:
+            unsaved_visits.discard(loaded[0])
         self.console.print(
             f"Saved visit {row} for {patient_id}. Next check: {decision.next_check or '-'}"
         )
         return VisitResult(decision, response, after, row)
 
-    def required(self, question: str) -> str:
+    def typed_before(
+        self, protocol: Protocol, unsaved: unsaved_visits.UnsavedVisit | None
+    ) -> dict[str, Observation]:
+        """A loaded visit's labs and assessments, read again (a value that no longer reads
+        is asked for again)."""
+        if unsaved is None:
+            return {}
+        reader = ObservationReader(protocol)
+        given = {}
+        for name, text, drawn in unsaved.observations:
+            try:
+                given[name] = reader.read(name, text, dt.date.fromisoformat(drawn))
+            except (ObservationError, ValueError):
+                continue
+        return given
+
+    def required(self, question: str, default: str | None = None) -> str:
         while True:
-            answer = self.ask(question, None).strip()
+            answer = self.ask(question, default).strip()
             if answer:
                 return answer
             self.console.print(f"  {question} is required.")
@@ -208,20 +249,26 @@ class _Conversation:
                 observations.append(reader.read(name, patient.facts[name], self.date))
         return observations
 
-    def ask_labs(self, protocol: Protocol, record: PatientRecord) -> list[Observation]:
+    def ask_labs(
+        self, protocol: Protocol, record: PatientRecord, given: dict[str, Observation]
+    ) -> list[Observation]:
         state = record.state or protocol.initial
         reads = protocol.reads.get(state, frozenset())
         reader = ObservationReader(protocol)
         observations = []
         for name in protocol.labs:
             if name in reads:
-                observation = self.ask_one(protocol, reader, name, record)
+                observation = self.given_or_asked(protocol, reader, name, record, given)
                 if observation is not None:
                     observations.append(observation)
         return observations
 
     def ask_assessments(
-        self, protocol: Protocol, record: PatientRecord, observations: list[Observation]
+        self,
+        protocol: Protocol,
+        record: PatientRecord,
+        observations: list[Observation],
+        given: dict[str, Observation],
     ) -> list[Observation]:
         """Ask an assessment only while the decision depends on it, one at a time."""
         reader = ObservationReader(protocol)
@@ -236,11 +283,24 @@ class _Conversation:
             ]
             if not wanted:
                 return asked
-            observation = self.ask_one(protocol, reader, wanted[0], record)
+            observation = self.given_or_asked(protocol, reader, wanted[0], record, given)
             if observation is None:
                 skipped.add(wanted[0])
             else:
                 asked.append(observation)
+
+    def given_or_asked(
+        self,
+        protocol: Protocol,
+        reader: ObservationReader,
+        name: str,
+        record: PatientRecord,
+        given: dict[str, Observation],
+    ) -> Observation | None:
+        if name in given:
+            self.console.print(f"{self.question(protocol, name)}: {given[name].entered} (loaded)")
+            return given[name]
+        return self.ask_one(protocol, reader, name, record)
 
     def ask_one(
         self, protocol: Protocol, reader: ObservationReader, name: str, record: PatientRecord
@@ -267,8 +327,13 @@ class _Conversation:
             except ObservationError as error:
                 self.console.print(f"  [red]{error}[/]", highlight=False, soft_wrap=True)
 
-    def answer(self, decision: Decision) -> Response:
+    def answer(self, decision: Decision, earlier: Response | None = None) -> Response:
         choices = "accept/override" if decision.action != "refer" else "override"
+        if earlier is not None:  # shown, never a default: the decision may differ this time
+            self.console.print(
+                f"Answered before: {earlier.kind}"
+                + (f", {earlier.dose} ({earlier.reason})" if earlier.kind == "overridden" else "")
+            )
         while True:
             text = self.ask(f"The clinician's answer ({choices})", None).strip().lower()
             if text in ("a", "accept", "accepted") and decision.action != "refer":
@@ -277,14 +342,16 @@ class _Conversation:
                 break
             self.console.print(f"  Answer {choices}.")
         while True:
-            dose = self.required("Dose actually chosen (e.g. 400 mg qd, or none)")
+            dose = self.required(
+                "Dose actually chosen (e.g. 400 mg qd, or none)", earlier.dose if earlier else None
+            )
             if dose.lower() in ("none", "held", "hold") or _DOSE.match(dose):
                 break
             self.console.print(
                 f"  '{dose}' is not a dose: write AMOUNT mg FREQUENCY (qd, bid, qod, weekly), "
                 "or none."
             )
-        reason = self.required("Reason for the override")
+        reason = self.required("Reason for the override", earlier.reason if earlier else None)
         return Response("overridden", dose, reason)
 
     def show_course(self, protocol: Protocol, patient: Patient, history: list[StoredVisit]) -> None:
@@ -311,13 +378,7 @@ class _Conversation:
 
 def current_dose(visit: StoredVisit) -> str:
     """The dose in force after a visit: the one chosen if overridden, else the one advised."""
-    if visit.response is not None and visit.response.kind == "overridden":
-        return f"{visit.response.dose} (overridden)"
-    doses = visit.decision.get("doses", [])
-    return (
-        ", ".join(f"{d['drug']} {d['amount']} {d['unit']} {d['frequency']}" for d in doses)
-        or "none"
-    )
+    return dose_in_force(visit.decision.get("doses", []), visit.response)
 
 
 def _override_note(last: StoredVisit, record: PatientRecord) -> str:
