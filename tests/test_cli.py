@@ -22,7 +22,12 @@ def dosing(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed command's entry point in a child process."""
     env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "dosing", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,  # a hang fails the test instead of the CI run
     )
 
 
@@ -107,6 +112,21 @@ def test_broken_protocol_file_names_file_and_line() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith(
         f"error: {path}:25: states.screening.transitions[1].when: 'anc < 1.5 mg/dL':"
+    )
+
+
+def test_protocol_missing_a_required_key_is_named_not_looped_on() -> None:
+    """A protocol file without title: (once an endless loop in step and check) is named."""
+    path = "tests/invalid_protocols/missing_title.yaml"
+    stepped = dosing("step", path, "--lab", "anc=1.2x10^9/L")
+    assert (stepped.returncode, stepped.stderr) == (
+        2,
+        f"error: {path}:2: title: required key missing\n",
+    )
+    checked = dosing("check", path, "--json")
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)[0]["findings"][0]["message"] == (
+        f"{path}:2: title: required key missing"
     )
 
 

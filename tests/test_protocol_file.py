@@ -8,7 +8,7 @@ import pytest
 
 from dosing.errors import ProtocolError
 from dosing.protocol_file import load_protocol
-from tests.conftest import PROTOCOL_FILES, ROOT, load_file
+from tests.conftest import PROTOCOL_FILES, ROOT, load_file, time_limit
 
 INVALID = sorted((Path(__file__).parent / "invalid_protocols").glob("*.yaml"))
 BROKEN = [path for path in INVALID if not path.name.startswith("valid")]
@@ -19,7 +19,7 @@ def test_broken_protocol_gives_its_message(path: Path) -> None:
     """The first line of each broken file says the exact message loading must give."""
     text = path.read_text(encoding="utf-8")
     expected = text.splitlines()[0].removeprefix("# expect: ")
-    with pytest.raises(ProtocolError) as caught:
+    with time_limit(20), pytest.raises(ProtocolError) as caught:
         load_protocol(text, path.name)
     assert str(caught.value) == expected
 

@@ -259,6 +259,10 @@ def _line_map(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
             _line_map(item, f"{path}[{index}]", lines)
 
 
+_PARENT = re.compile(r"(\.?[^.\[\]]*|\[[0-9]+\])$")
+"""The last step of a path ('.key', 'key' at the top, or '[index]'): removed to get its parent."""
+
+
 @attrs.define
 class _Where:
     """Turns a path into 'file:line: path' for messages."""
@@ -267,8 +271,11 @@ class _Where:
     lines: dict[str, int]
 
     def line(self, path: str) -> int:
+        """The line of `path`, or of its nearest ancestor in the file (a missing key's
+        mapping)."""
         while path and path not in self.lines:
-            path = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", path)
+            parent = _PARENT.sub("", path, count=1)
+            path = parent if parent != path else ""
         return self.lines.get(path, 1)
 
     def error(self, path: str, message: str) -> ProtocolError:
@@ -315,6 +322,8 @@ def _shape(data: Any, where: _Where) -> ProtocolEntry:
                 text = f"'{literal['got']}' is not one of {literal['ok'].replace(chr(39), '')}"
             elif text.startswith("extra fields found"):
                 text = text.replace("extra fields found", "unknown key")
+            elif text == "required field missing":
+                text = "required key missing"
             problems.append((where.line(path), path, text))
         line, path, text = min(problems)
         raise ProtocolError(f"{where.name}:{line}: {path}: {text}") from None
