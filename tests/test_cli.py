@@ -272,3 +272,50 @@ def test_compiled_protocol_cache_is_private(tmp_path: Path) -> None:
     entry.chmod(0o666)
     second = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     assert json.loads(first.stdout) == json.loads(second.stdout)
+
+
+@pytest.mark.parametrize(
+    ("lab", "message"),
+    [
+        (
+            "anc=1 500/mm3",
+            "error: anc=1 500/mm3: a space inside the number (a thousands separator?): write "
+            f"1500/mm3; expected a number and a unit ({COUNTS})",
+        ),
+        (
+            "anc=1.500/mm3",
+            "error: anc=1.500/mm3: '1.500/mm3' is ambiguous: a count per mm3 has no decimals, so "
+            "the point may separate thousands (1500/mm3); write the count without separators; "
+            f"expected a number and a unit ({COUNTS})",
+        ),
+        (
+            "anc=\u0661\u0662\u0660\u0660/mm3",
+            "error: anc=\u0661\u0662\u0660\u0660/mm3: U+0661 ARABIC-INDIC DIGIT ONE is not a "
+            f"digit dosing reads: type the digits 0-9; expected a number and a unit ({COUNTS})",
+        ),
+    ],
+)
+def test_a_misread_count_is_refused_at_the_command_line(lab: str, message: str) -> None:
+    """Issue 10 items 1, 2, 5: each once gave a dose from a misread ANC; now exit 2."""
+    result = dosing("step", "imatinib-hes", *ADULT, *NORMAL, "--lab", lab)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == message + "\n"
+
+
+def test_a_trough_with_text_after_the_number_gives_no_dose() -> None:
+    """Issue 10 item 1: '8 .5 ng/mL' was read as 4 ng/mL and raised tacrolimus 2 -> 3 mg bid."""
+    result = dosing(
+        "step", "tacrolimus-trough", "--date", "2026-01-05", "--lab", "tacrolimus_trough=8 .5 ng/mL"
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: tacrolimus_trough=8 .5 ng/mL: '.5 ng/mL' after the number 8 is not a unit (a "
+        "number split by a space?); expected a number and a unit (ng/mL, ug/L, µg/L, pg/mL, "
+        "nmol/L, mg/dL, umol/L, µmol/L, g/dL, g/L, mg/L, mmol/L)\n"
+    )
+
+
+def test_a_leading_zero_in_an_exponent_reads_as_ten_to_the_ninth() -> None:
+    """Issue 10 item 3: ANC 1.2 x10^09/L was read as about 1.2e-8; it is 1.2 x10^9/L: 300 mg."""
+    record = step_json("--lab", "anc=1.2 x10^09/L")
+    assert (record["action"], doses(record)) == ("start", ["300 mg qd"])

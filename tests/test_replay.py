@@ -317,3 +317,48 @@ def test_loinc_codes_name_observations() -> None:
     """751-8 in the name column is the ANC."""
     _, summary = read(GOOD.replace(",anc,", ",751-8,"))
     assert (summary.used, summary.actions) == (7, {"start": 1})
+
+
+TROUGHS = "ng/mL, ug/L, µg/L, pg/mL, nmol/L, mg/dL, umol/L, µmol/L, g/dL, g/L, mg/L, mmol/L"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "reason"),
+    [
+        ("1 500", "/mm3", "a space inside the number (a thousands separator?): write 1500 /mm3"),
+        (
+            "150 000",
+            "/mm3",
+            "a space inside the number (a thousands separator?): write 150000 /mm3",
+        ),
+        ("1.500", "/mm3", "'1.500/mm3' is ambiguous: a count per mm3 has no decimals"),
+        ("1.2", "x10^9/L*2", "'*2' after the unit x10^9/L is not understood"),
+    ],
+)
+def test_a_misread_value_in_a_long_cell_stops_its_patient(
+    value: str, unit: str, reason: str
+) -> None:
+    """Issue 10 items 1-2: a long-format ANC of '1 500' /mm3 was read as 0.5; now refused."""
+    bad = GOOD.replace("P1,2026-01-05,anc,3000,/mm3", f"P1,2026-01-05,anc,{value},{unit}")
+    timeline = read_timeline(bad.splitlines(keepends=True), "t.csv")
+    (patient,) = replay(load("imatinib-hes"), timeline)
+    assert patient.decisions == []
+    assert patient.stopped_at == 3
+    assert patient.rejected[0].reason.startswith(f"anc={value} {unit}: {reason}")
+
+
+def test_a_misread_value_in_a_wide_cell_stops_its_patient() -> None:
+    """Issue 10 item 1: a wide trough cell of '8 .5' under 'ng/mL' was read as 4 ng/mL."""
+    text = (
+        "patient_id,date,tacrolimus_trough [ng/mL],sample_timing\n"
+        "T1,2026-01-05,8 .5,trough\n"
+        "T2,2026-01-05,8.5,trough\n"
+    )
+    timeline = read_timeline(text.splitlines(keepends=True), "t.csv")
+    first, second = replay(load("tacrolimus-trough"), timeline)
+    assert first.decisions == []
+    assert first.rejected[0].reason == (
+        "tacrolimus_trough=8 .5 ng/mL: '.5 ng/mL' after the number 8 is not a unit (a number "
+        f"split by a space?); expected a number and a unit ({TROUGHS})"
+    )
+    assert second.decisions

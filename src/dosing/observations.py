@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from fractions import Fraction
 
 import attrs
 
+from dosing.characters import shown
 from dosing.errors import ObservationError, UnitError
 from dosing.model import Protocol, Reading
 from dosing.units import Conversion, accepted_spellings, conversion, format_number, split_value
@@ -31,8 +33,8 @@ def read_memory(protocol: Protocol, name: str, text: str) -> Fraction | str:
         raise ObservationError(f"memory {name}: {protocol.id} remembers {known}")
     text = text.strip()
     if slot.kind == "count":
-        if not text.isdigit():
-            raise ObservationError(f"memory {name}={text}: expected a whole number")
+        if not re.fullmatch("[0-9]{1,9}", text):
+            raise ObservationError(f"memory {name}={shown(text)}: expected a whole number")
         return Fraction(int(text))
     if slot.kind == "state":
         if text != "none" and text not in protocol.states:
@@ -127,7 +129,7 @@ class ObservationReader:
             number, spelled = split_value(text)
         except UnitError as error:
             raise ObservationError(
-                f"{entry.name}={text}: {error}; expected a number and a unit ({accepted()})"
+                f"{entry.name}={shown(text)}: {error}; expected a number and a unit ({accepted()})"
             ) from None
         if not spelled:
             if reading.bare_unit is None:

@@ -41,7 +41,7 @@ from dosing.model import (
     State,
     Transition,
 )
-from dosing.units import KNOWN_SPELLINGS, conversion, format_number, split_value
+from dosing.units import KNOWN_SPELLINGS, conversion, format_number, parse_number, split_value
 from dosing.vocabulary import VOCABULARY, Categorical, Quantitative, category_value, observable
 
 # ---------------------------------------------------------------------------- the file's shape
@@ -580,12 +580,18 @@ class _Builder:
         """A plain share such as 0.5 (a literal or a site parameter), between 0 and 1."""
         resolved = self.resolve(text)
         try:
-            value = Fraction(resolved)
-        except ValueError:
+            value = parse_number(resolved)
+        except UnitError:
             raise self.fail(path, f"'{resolved}' is not a plain number such as 0.5") from None
         if not 0 < value <= 1:
             raise self.fail(path, f"'{resolved}' is a share of the dose, above 0 and at most 1")
         return value
+
+    def count(self, text: str, path: str) -> Fraction:
+        """A whole number of times (holds so far), written as digits."""
+        if not re.fullmatch(r"[0-9]{1,9}", str(text).strip()):
+            raise self.fail(path, f"'{text}' is not a count; a count is a whole number such as 0")
+        return Fraction(int(text))
 
     def dose_amount(self, protocol: Protocol, name: str, text: str, path: str) -> Fraction:
         """A remembered dose: a level of its ladder, or a multiple of its step."""
@@ -630,12 +636,7 @@ class _Builder:
                     )
                 initial = self.level(slot.initial, ladder, f"memory.{name}.initial")
             elif slot.kind == "count":
-                try:
-                    initial = Fraction(slot.initial)
-                except ValueError:
-                    raise self.fail(
-                        f"memory.{name}.initial", "a count starts at a number"
-                    ) from None
+                initial = self.count(slot.initial, f"memory.{name}.initial")
             else:
                 initial = slot.initial
                 if initial != "none" and initial not in self.entry.states:
@@ -833,11 +834,11 @@ class _Builder:
         if slot is None:
             raise self.fail(path, f"'{name}' is not declared under memory")
         text = text.strip()
-        added = re.fullmatch(rf"{re.escape(name)}\s*([+-])\s*(\d+)", text)
+        added = re.fullmatch(rf"{re.escape(name)}\s*([+-])\s*([0-9]{{1,9}})", text)
         if slot.kind == "count" and added:
             step = Fraction(added[2])
             return Effect(name, "add", step if added[1] == "+" else -step)
-        if slot.kind == "count" and re.fullmatch(r"\d+", text):
+        if slot.kind == "count" and re.fullmatch(r"[0-9]{1,9}", text):
             return Effect(name, "set", Fraction(text))
         if slot.kind == "state" and text == "state":
             return Effect(name, "state", None)
@@ -853,7 +854,7 @@ class _Builder:
             other = self.entry.memory.get(text)
             if other is not None and other.kind == "dose" and other.ladder == slot.ladder:
                 return Effect(name, "copy", text)
-            if re.match(r"^\d", text):
+            if re.match(r"^[0-9]", text):
                 return Effect(name, "set", self.level(text, ladder, path))
         expected = {
             "count": f"{name} + N, or a number",
@@ -936,5 +937,7 @@ class _Builder:
             if slot.kind == "dose":
                 memory[name] = self.dose_amount(protocol, name, value, f"{path}.{name}")
             else:
-                memory[name] = Fraction(value) if slot.kind == "count" else value
+                memory[name] = (
+                    self.count(value, f"{path}.{name}") if slot.kind == "count" else value
+                )
         return memory
