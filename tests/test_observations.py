@@ -103,3 +103,15 @@ def test_triglycerides_in_mmol_per_litre_are_refused_for_hlh() -> None:
         "triglycerides=3.0 mmol/L: mmol/L cannot be converted to mg/dL: dosing knows no molar "
         "mass for triglycerides"
     )
+
+
+def test_a_count_below_one_cell_per_microlitre_is_implausible(imatinib: Protocol) -> None:
+    """Issue 10 item 2: a near-zero count is a misreading; 0 itself is a real result."""
+    with pytest.raises(ObservationError) as caught:
+        read(imatinib, "anc", "0.0005 x10^9/L")
+    assert str(caught.value) == (
+        "anc=0.0005 x10^9/L: 0.0005 x10^9/L is above 0 but below the smallest plausible value, "
+        "0.001 x10^9/L; check for a typo, or accept it knowingly (--accept-implausible)"
+    )
+    assert read(imatinib, "anc", "0 x10^9/L") == 0
+    assert read(imatinib, "anc", "1/mm3") == Fraction(1, 1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,26 @@ def test_sha256_identifies_the_text() -> None:
     path = ROOT / "protocols" / "imatinib-hes.yaml"
     text = path.read_text(encoding="utf-8")
     assert load_file(path).sha256 == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_guard_with_a_leading_zero_exponent_reads_ten_to_the_ninth() -> None:
+    """Issue 10 item 3: 'anc < 1.5 x10^09/L' loaded as anc < 1.5e-8, and ANC 1.2 got 400 mg."""
+    import datetime as dt
+
+    from dosing.engine import step
+    from dosing.guards import Comparison
+    from dosing.observations import read_observation
+    from dosing.patient import PatientRecord
+
+    text = (Path(__file__).parent / "invalid_protocols" / "valid_tiny.yaml").read_text()
+    protocol = load_protocol(text.replace("x10^9/L", "x10^09/L"), "tiny.yaml")
+    guards = [t.when for t in protocol.states["screening"].transitions]
+    assert all(isinstance(g, Comparison) and g.factor == Fraction(3, 2) for g in guards)
+    day = dt.date(2026, 1, 5)
+    seen = [read_observation(protocol, "anc", "1.2 x10^09/L", day)]
+    seen.append(read_observation(protocol, "age", "40", day))
+    decision, _ = step(protocol, PatientRecord(), day, seen)
+    assert (decision.state, [str(d) for d in decision.doses]) == (
+        "dose_300",
+        ["imatinib 300 mg qd"],
+    )

@@ -72,6 +72,7 @@ def reading_for(protocol: Protocol | None, entry: Observable) -> Reading:
         measure.high,
         measure.molar_mass,
         measure.bare_unit,
+        smallest=measure.smallest,
     )
 
 
@@ -149,7 +150,14 @@ class ObservationReader:
                     ) from None
             self._units[(entry.name, spelled)] = to_unit
         value = to_unit.apply(number)
-        if not self.accept_implausible and not reading.low <= value <= reading.high:
+        if not self.accept_implausible and not reading.plausible(value):
+            if reading.low <= value <= reading.high:
+                raise ObservationError(
+                    f"{entry.name}={text}: {format_number(value, 6)} {reading.unit} is above 0 "
+                    f"but below the smallest plausible value, {format_number(reading.smallest)} "
+                    f"{reading.unit}; check for a typo, or accept it knowingly "
+                    "(--accept-implausible)"
+                )
             raise ObservationError(
                 f"{entry.name}={text}: {format_number(value)} {reading.unit} is outside the "
                 f"plausible range {format_number(reading.low)}-{format_number(reading.high)} "

@@ -384,6 +384,7 @@ def _readings(scope: Mapping[str, guards.NameType]) -> dict[str, Reading]:
             molar_mass=measure.molar_mass,
             bare_unit=measure.bare_unit,
             spellings=spellings,
+            smallest=to_unit.apply(measure.smallest) if measure.smallest else Fraction(0),
         )
     return readings
 

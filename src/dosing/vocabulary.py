@@ -34,6 +34,9 @@ class Quantitative:
     """g/mol, when mass and molar units of this analyte may be converted."""
     bare_unit: str | None = None
     """Unit assumed for a bare number (only for age, in years); None means a unit is required."""
+    smallest: Fraction = Fraction(0)
+    """The smallest value above 0 a lab reports: between 0 and this, a value is a misreading
+    (for a count, less than one cell per microlitre)."""
 
 
 @attrs.frozen
@@ -59,11 +62,19 @@ def _q(canonical: str, low: str, high: str, molar_mass: str | None = None) -> Qu
 
 
 _COUNT = "x10^9/L"
+
+
+def _count(high: str) -> Quantitative:
+    """A cell count in x10^9/L: 0 is a real result, but less than one cell per microlitre
+    (0.001 x10^9/L) is not one any lab reports."""
+    return Quantitative(_COUNT, Fraction(0), Fraction(high), smallest=Fraction(1, 1000))
+
+
 _ENTRIES: tuple[Observable, ...] = (
-    Observable("anc", "ANC", "lab", _q(_COUNT, "0", "100"), ("751-8",)),
-    Observable("platelets", "platelets", "lab", _q(_COUNT, "0", "3000"), ("777-3",)),
-    Observable("wbc", "WBC", "lab", _q(_COUNT, "0", "1000"), ("6690-2",)),
-    Observable("eosinophils", "eosinophils", "lab", _q(_COUNT, "0", "500"), ("711-2",)),
+    Observable("anc", "ANC", "lab", _count("100"), ("751-8",)),
+    Observable("platelets", "platelets", "lab", _count("3000"), ("777-3",)),
+    Observable("wbc", "WBC", "lab", _count("1000"), ("6690-2",)),
+    Observable("eosinophils", "eosinophils", "lab", _count("500"), ("711-2",)),
     Observable("hemoglobin", "hemoglobin", "lab", _q("g/L", "10", "250"), ("718-7",)),
     Observable("alt", "ALT", "lab", _q("U/L", "0", "20000"), ("1742-6",)),
     Observable("ast", "AST", "lab", _q("U/L", "0", "20000"), ("1920-8",)),
