@@ -319,3 +319,13 @@ def test_a_leading_zero_in_an_exponent_reads_as_ten_to_the_ninth() -> None:
     """Issue 10 item 3: ANC 1.2 x10^09/L was read as about 1.2e-8; it is 1.2 x10^9/L: 300 mg."""
     record = step_json("--lab", "anc=1.2 x10^09/L")
     assert (record["action"], doses(record)) == ("start", ["300 mg qd"])
+
+
+def test_a_lookalike_letter_in_a_lab_name_is_named() -> None:
+    """Issue 10 item 5: --lab with a Cyrillic a in anc names U+0430 and suggests anc."""
+    result = dosing("step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "\u0430nc=1.2x10^9/L")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: unknown observation '\u0430nc': U+0430 CYRILLIC SMALL LETTER A looks like 'a' "
+        "but is not that character: retype it (did you mean anc?)"
+    )

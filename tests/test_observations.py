@@ -115,3 +115,23 @@ def test_a_count_below_one_cell_per_microlitre_is_implausible(imatinib: Protocol
     )
     assert read(imatinib, "anc", "0 x10^9/L") == 0
     assert read(imatinib, "anc", "1/mm3") == Fraction(1, 1000)
+
+
+def test_a_lookalike_letter_in_a_name_is_named_with_its_code_point(imatinib: Protocol) -> None:
+    """Issue 10 item 5: a Cyrillic a in 'anc' is named, with the name it resembles."""
+    with pytest.raises(ObservationError) as caught:
+        read(imatinib, "\u0430nc", "1.2 x10^9/L")
+    assert str(caught.value).startswith(
+        "unknown observation '\u0430nc': U+0430 CYRILLIC SMALL LETTER A looks like 'a' but is "
+        "not that character: retype it (did you mean anc?); known: anc, platelets"
+    )
+
+
+def test_a_lookalike_letter_in_an_answer_is_named(imatinib: Protocol) -> None:
+    """'no' typed with a Cyrillic o is not the answer no: refused, naming U+043E."""
+    with pytest.raises(ObservationError) as caught:
+        read(imatinib, "bleeding", "n\u043e")
+    assert str(caught.value) == (
+        "bleeding: 'n\u043e' is not an accepted answer: U+043E CYRILLIC SMALL LETTER O looks "
+        "like 'o' but is not that character: retype it; accepted: yes, no"
+    )

@@ -13,6 +13,7 @@ from typing import Literal
 
 import attrs
 
+from dosing.characters import ascii_lookalike, first_foreign, foreign, shown
 from dosing.errors import ObservationError
 
 Role = Literal["lab", "uln", "fact", "assessment"]
@@ -129,11 +130,21 @@ def observable(name: str) -> Observable:
     found = VOCABULARY.get(key.lower()) or _BY_ALIAS.get(key)
     if found is not None:
         return found
+    foreign = _foreign(key)
+    if foreign:
+        key = ascii_lookalike(key)
     close = difflib.get_close_matches(key.lower(), list(VOCABULARY), n=3)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     raise ObservationError(
-        f"unknown observation '{name}'{hint}; known: {', '.join(VOCABULARY)} (or a LOINC code)"
+        f"unknown observation '{shown(name)}'{foreign}{hint}; known: {', '.join(VOCABULARY)} "
+        "(or a LOINC code)"
     )
+
+
+def _foreign(text: str) -> str:
+    """': U+0430 CYRILLIC SMALL LETTER A looks like ...' for a name that is not all ASCII."""
+    index = first_foreign(text)
+    return "" if index is None else f": {foreign(text[index])}"
 
 
 def category_value(entry: Observable, text: str) -> str:
@@ -147,5 +158,6 @@ def category_value(entry: Observable, text: str) -> str:
     if allowed == YES_NO and answer.lower() in _YES_NO_SPELLINGS:
         return _YES_NO_SPELLINGS[answer.lower()]
     raise ObservationError(
-        f"{entry.name}: '{text}' is not an accepted answer; accepted: {', '.join(allowed)}"
+        f"{entry.name}: '{shown(text)}' is not an accepted answer{_foreign(answer)}; "
+        f"accepted: {', '.join(allowed)}"
     )
