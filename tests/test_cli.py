@@ -329,3 +329,26 @@ def test_a_lookalike_letter_in_a_lab_name_is_named() -> None:
         "error: unknown observation '\u0430nc': U+0430 CYRILLIC SMALL LETTER A looks like 'a' "
         "but is not that character: retype it (did you mean anc?)"
     )
+
+
+def test_fifty_thousand_levels_of_yaml_nesting_is_a_message_not_a_crash(tmp_path: Path) -> None:
+    """Issue 10 item 14: 50,000 nested lists crashed libyaml (a segfault) in step and check."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("id: deep\nextra: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    message = f"{path}:2: nested more than 50 levels deep; a protocol file needs a handful"
+    stepped = dosing("step", str(path), "--lab", "anc=1.2x10^9/L")
+    assert (stepped.returncode, stepped.stderr) == (2, f"error: {message}\n")
+    checked = dosing("check", str(path), "--json")
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)[0]["findings"][0]["message"] == message
+
+
+def test_a_billion_laughs_file_is_refused_at_once() -> None:
+    """Issue 10 item 13: a 1.5 KB file of nested aliases took 53 s and 4.5 GB."""
+    path = "tests/invalid_protocols/billion_laughs.yaml"
+    result = dosing("step", path, "--lab", "anc=1.2x10^9/L")
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: {path}:7: *e expands the file to more than 100000 values (a 'billion laughs' "
+        "file?); write repeated parts out, or alias less\n",
+    )

@@ -96,3 +96,45 @@ def test_a_guard_with_a_leading_zero_exponent_reads_ten_to_the_ninth() -> None:
         "dose_300",
         ["imatinib 300 mg qd"],
     )
+
+
+def tiny() -> str:
+    return (Path(__file__).parent / "invalid_protocols" / "valid_tiny.yaml").read_text()
+
+
+def test_a_nul_byte_is_named_with_its_line_and_column() -> None:
+    """Issue 10 item 14: a NUL byte in a protocol crashed the loader (exit 70)."""
+    text = tiny().replace("drug: imatinib", "drug: ima\x00tinib")
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, "nul.yaml")
+    assert str(caught.value) == (
+        "nul.yaml:3: U+0000 NULL at column 10: a protocol file is text, without control characters"
+    )
+
+
+@pytest.mark.parametrize("depth", [60, 1000])
+def test_deep_nesting_is_refused_before_the_yaml_library_recurses(depth: int) -> None:
+    """Issue 10 item 14: 1,000 levels raised RecursionError; 50,000 crashed libyaml."""
+    text = tiny() + "extra: " + "[" * depth + "]" * depth + "\n"
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, "deep.yaml")
+    assert str(caught.value) == (
+        "deep.yaml:37: nested more than 50 levels deep; a protocol file needs a handful"
+    )
+
+
+def test_anchors_and_aliases_still_work() -> None:
+    """Shipped protocols share monitoring and rules with &anchors and *aliases: still read."""
+    path = ROOT / "protocols" / "imatinib-hes.yaml"
+    assert "*monitoring" in path.read_text()
+    assert "*hepatic_hold" in path.read_text()
+    protocol = load_file(path)
+    assert protocol.states["dose_300"].monitoring == protocol.states["dose_400"].monitoring
+
+
+def test_a_file_over_a_megabyte_is_refused() -> None:
+    """A protocol file is tens of kilobytes; a megabyte is not one (and would be slow)."""
+    text = tiny() + "#" + "x" * 1_000_000 + "\n"
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, "big.yaml")
+    assert str(caught.value) == ("big.yaml: 1000991 characters; a protocol file is at most 1000000")

@@ -21,11 +21,18 @@ _LOOKALIKES = str.maketrans(
 )
 
 
+_CONTROLS = {0x00: "NULL", 0x09: "CHARACTER TABULATION", 0x0A: "LINE FEED", 0x0D: "CARRIAGE RETURN"}
+"""Control characters have no Unicode name, only aliases (which unicodedata cannot give)."""
+
+
 def describe(char: str) -> str:
     """'U+0430 CYRILLIC SMALL LETTER A'."""
     import unicodedata
 
-    return f"U+{ord(char):04X} {unicodedata.name(char, 'UNNAMED CHARACTER')}"
+    name = unicodedata.name(char, None) or _CONTROLS.get(ord(char))
+    if name is None:
+        name = "CONTROL CHARACTER" if unicodedata.category(char) == "Cc" else "UNNAMED CHARACTER"
+    return f"U+{ord(char):04X} {name}"
 
 
 def lookalike(char: str) -> str | None:

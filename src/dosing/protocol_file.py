@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any, Literal
 
 import attrs
 import cattrs
-import yaml
+import cattrs.cols
+import cattrs.gen
+import cattrs.v
 
 from dosing import guards
+from dosing.characters import shown
 from dosing.errors import DosingError, ProtocolError, UnitError
 from dosing.guard_parser import CountOf, Syntax, bind, compile_guard, parse_definition
 from dosing.model import (
@@ -41,6 +45,7 @@ from dosing.model import (
     State,
     Transition,
 )
+from dosing.protocol_yaml import read_yaml
 from dosing.units import KNOWN_SPELLINGS, conversion, format_number, parse_number, split_value
 from dosing.vocabulary import VOCABULARY, Categorical, Quantitative, category_value, observable
 
@@ -224,39 +229,94 @@ class ProtocolEntry:
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
-# ---------------------------------------------------------------------------- read
+
+class _WrongType(ValueError):
+    """A value of the wrong type in the file: refused, never coerced (priority: 1.5 once
+    became 1, id: [x] became the text "['x']", initial: no became true)."""
 
 
-_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _found(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"'{shown(value)}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return shown(str(value))
 
 
-class _Loader(_SafeBase):  # type: ignore[valid-type,misc]
-    """Safe YAML (libyaml when present) that leaves yes/no and dates as text: answers and days."""
+def _text(value: object, _: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a whole number where text is read (a lab typed as 45)
+    raise _WrongType(f"expected text, found {_found(value)}")
 
 
-_Loader.yaml_implicit_resolvers = {
-    key: [
-        (tag, rx)
-        for tag, rx in resolvers
-        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
-    ]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+def _whole(value: object, _: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _WrongType(f"expected a whole number, found {_found(value)}")
+
+
+def _flag(value: object, _: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _WrongType(f"expected true or false, found {_found(value)}")
+
+
+def _only(kind: type, words: str, factory: Callable[[Any], Callable[[Any, Any], Any]]) -> Any:
+    """A hook factory that refuses anything but `kind`, then structures as cattrs would."""
+
+    def make(target: Any) -> Callable[[Any, Any], Any]:
+        inner = factory(target)
+
+        def structure(value: Any, type_: Any) -> Any:
+            if not isinstance(value, kind):
+                raise _WrongType(f"expected {words}, found {_found(value)}")
+            return inner(value, type_)
+
+        return structure
+
+    return make
+
+
+def _origin(type_: Any) -> Any:
+    return typing.get_origin(type_)
+
+
+_converter.register_structure_hook(str, _text)
+_converter.register_structure_hook(int, _whole)
+_converter.register_structure_hook(bool, _flag)
+_converter.register_structure_hook_factory(
+    lambda t: _origin(t) is list,
+    _only(list, "a list", lambda t: cattrs.cols.list_structure_factory(t, _converter)),
+)
+_converter.register_structure_hook_factory(
+    lambda t: _origin(t) is dict,
+    _only(dict, "a mapping", lambda t: cattrs.cols.mapping_structure_factory(t, _converter)),
+)
+_converter.register_structure_hook_factory(
+    attrs.has,
+    _only(
+        dict,
+        "a mapping",
+        lambda t: cattrs.gen.make_dict_structure_fn(t, _converter, _cattrs_forbid_extra_keys=True),
+    ),
 )
 
 
-def _line_map(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = f"{path}.{key.value}" if path else str(key.value)
-            _line_map(value, child, lines)
-            lines[child] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _line_map(item, f"{path}[{index}]", lines)
+def _message(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, _WrongType):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
+# ---------------------------------------------------------------------------- read
 
 
 _PARENT = re.compile(r"(\.?[^.\[\]]*|\[[0-9]+\])$")
@@ -283,22 +343,9 @@ class _Where:
 
 
 def _read(text: str, name: str) -> tuple[Any, _Where]:
-    try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise ProtocolError(f"{name}:{line}: not valid YAML: {error.problem}") from None
+    data, lines = read_yaml(text, name)
     if not isinstance(data, dict):
         raise ProtocolError(f"{name}:1: a protocol file is a mapping with id, title, states ...")
-    lines: dict[str, int] = {}
-    assert node is not None
-    _line_map(node, "", lines)
     return data, _Where(name, lines)
 
 
@@ -314,7 +361,7 @@ def _shape(data: Any, where: _Where) -> ProtocolEntry:
         return _converter.structure(data, ProtocolEntry)
     except Exception as exc:  # cattrs groups every problem; report the first, by line
         problems = []
-        for message in cattrs.transform_error(exc, path="$"):
+        for message in cattrs.transform_error(exc, path="$", format_exception=_message):
             text, _, raw_path = message.rpartition(" @ ")
             path = re.sub(r"\['([^']*)'\]", r".\1", raw_path).removeprefix("$").lstrip(".")
             literal = _LITERAL.match(text)
