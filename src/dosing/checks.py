@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from itertools import combinations
 
-from dosing.analysis import common_region, witness
+from dosing.analysis import TooComplex, common_region, witness
 from dosing.errors import ProtocolError
 from dosing.guards import Comparison, Guard, NameType, QuantityType, comparisons_in
 from dosing.model import Protocol
@@ -114,7 +114,15 @@ def _check_overlaps(protocol: Protocol, error_at: ErrorAt) -> None:
         for (_i, first), (j, second) in combinations(indexed, 2):
             if first.priority != second.priority:
                 continue
-            box = common_region(first.when, second.when)
+            try:
+                box = common_region(first.when, second.when)
+            except TooComplex:
+                raise error_at(
+                    f"states.{name}.transitions[{j}]",
+                    f"rules '{first.rule}' and '{second.rule}' have equal priority "
+                    f"{first.priority}, and their guards are too complex to show that they never "
+                    "both apply; give one a higher priority or simplify them",
+                ) from None
             if box is not None:
                 example = describe_point(witness(box), protocol.scope)
                 raise error_at(

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import attrs
 
-from dosing.analysis import common_region
+from dosing.analysis import TooComplex, common_region
 from dosing.check import Finding
 from dosing.errors import DosingError
 from dosing.guards import (
@@ -172,8 +172,8 @@ def mutants(protocol: Protocol) -> Iterator[Mutant]:
                 )
             for later in range(index + 1, len(state.transitions)):
                 partner = state.transitions[later]
-                if partner.priority != transition.priority and (
-                    common_region(transition.when, partner.when) is not None
+                if partner.priority != transition.priority and _may_both_apply(
+                    transition.when, partner.when
                 ):  # rules that never both apply: swapping their priorities changes nothing
                     transitions = list(state.transitions)
                     transitions[index] = attrs.evolve(transition, priority=partner.priority)
@@ -260,3 +260,11 @@ def _replace(guard: Guard, old: Comparison, new: Comparison) -> Guard:
         return attrs.evolve(guard, items=tuple(_replace(item, old, new) for item in guard.items))
     items = tuple(_replace(item, old, new) for item in guard.items)
     return Conjunction(items) if isinstance(guard, Conjunction) else Disjunction(items)
+
+
+def _may_both_apply(first: Guard, second: Guard) -> bool:
+    """Whether some input meets both guards (assumed so when too complex to tell)."""
+    try:
+        return common_region(first, second) is not None
+    except TooComplex:
+        return True
