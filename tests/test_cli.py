@@ -352,3 +352,36 @@ def test_a_billion_laughs_file_is_refused_at_once() -> None:
         f"error: {path}:7: *e expands the file to more than 100000 values (a 'billion laughs' "
         "file?); write repeated parts out, or alias less\n",
     )
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_protocol_or_timeline_that_is_not_a_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """Issue 10 item 16: a FIFO blocked forever and /dev/zero was read without bound."""
+    if kind == "fifo":
+        path, what = tmp_path / "named.yaml", "a FIFO (named pipe)"
+        os.mkfifo(path)
+    elif kind == "device":
+        path, what = Path("/dev/zero"), "a device"
+    else:
+        path, what = tmp_path, "a directory"
+    stepped = dosing("step", str(path), "--lab", "anc=1.2x10^9/L")
+    assert (stepped.returncode, stepped.stderr) == (
+        2,
+        f"error: {path}: it is {what}, not a file; a protocol is read from a file\n",
+    )
+    replayed = dosing("replay", "imatinib-hes", str(path))
+    assert (replayed.returncode, replayed.stderr) == (
+        2,
+        f"error: {path}: it is {what}, not a file; a timeline is read from a CSV file\n",
+    )
+
+
+def test_a_protocol_file_over_a_megabyte_is_refused(tmp_path: Path) -> None:
+    """Issue 10 item 16: a protocol file is read up to a bound, never whole whatever its size."""
+    path = tmp_path / "huge.yaml"
+    path.write_text("# " + "x" * 1_200_000 + "\n")
+    result = dosing("step", str(path), "--lab", "anc=1.2x10^9/L")
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: {path}: larger than 1000000 bytes; a protocol file is far smaller\n",
+    )

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dosing.errors import TimelineError
+from dosing.files import NotAFile, open_text
 from dosing.model import Protocol
 from dosing.output import console, error_console
 from dosing.replay import PatientReplay, StartPoint, Summary, replay
@@ -62,10 +63,12 @@ class ReplayOptions:
 def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timeline:
     """Read a timeline file (UTF-8, with or without a byte-order mark)."""
     try:
-        with path.open(encoding="utf-8-sig", newline="") as stream:
+        with open_text(path, "utf-8-sig") as stream:
             return read_timeline(stream, str(path), layout)
     except FileNotFoundError:
         raise TimelineError(f"no timeline file {path}") from None
+    except NotAFile as error:
+        raise TimelineError(f"{path}: {error}; a timeline is read from a CSV file") from None
     except UnicodeDecodeError as error:
         raise TimelineError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
