@@ -385,3 +385,15 @@ def test_a_protocol_file_over_a_megabyte_is_refused(tmp_path: Path) -> None:
         2,
         f"error: {path}: larger than 1000000 bytes; a protocol file is far smaller\n",
     )
+
+
+def test_a_placeholder_visit_date_is_refused() -> None:
+    """Issue 10 item 14: --date 9999-12-28 overflowed the next check (exit 70)."""
+    result = dosing(
+        "step", "imatinib-hes", "--date", "9999-12-28", *NORMAL, "--lab", "anc=2x10^9/L"
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: --date '9999-12-28': not a plausible visit date (placeholders such as 9999-12-31 "
+        "and 1900-01-01 are not visits); expected a date from 1901 to 2199\n"
+    )

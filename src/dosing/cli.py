@@ -19,7 +19,7 @@ import typer
 from dosing import catalog
 from dosing.errors import DosingError, ObservationError
 from dosing.observations import Observation, read_memory, read_observation
-from dosing.patient import PatientRecord
+from dosing.patient import FIRST_DATE, LAST_DATE, PLACEHOLDER, PatientRecord
 
 if TYPE_CHECKING:
     from dosing.store import Store
@@ -51,9 +51,12 @@ def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
 
 def _date(text: str, what: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text.strip())
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise ObservationError(f"{what} '{text}' is not a date; write YYYY-MM-DD") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise ObservationError(f"{what} '{text}': {PLACEHOLDER}")
+    return day
 
 
 @app.command()

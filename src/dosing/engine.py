@@ -531,5 +531,13 @@ class _Decider:
             if monitoring.when is None or evaluate(monitoring.when, values).truth is not False:
                 if monitoring.note:
                     reasons.append(monitoring.note)
-                return self.visit + dt.timedelta(days=math.floor(monitoring.every_days))
+                days = math.floor(monitoring.every_days)
+                try:
+                    return self.visit + dt.timedelta(days=days)
+                except OverflowError:
+                    raise EngineError(
+                        f"the next check, {days} days after {self.visit}, would fall after "
+                        f"{dt.date.max}, the last date dosing can count to; is {self.visit} a "
+                        "placeholder date?"
+                    ) from None
         return None

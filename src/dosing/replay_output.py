@@ -19,6 +19,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from dosing.characters import shown
 from dosing.decision import Decision
 from dosing.replay import PatientReplay, Summary
 from dosing.timeline import Rejected, Timeline
@@ -138,7 +139,7 @@ def summary_view(summary: Summary, timeline: Timeline) -> Group:
 
 def rejected_message(rejected: Rejected, source: str) -> str:
     """'timeline.csv:7: column value: '1.2': anc=1.2: a number needs its unit ...'."""
-    value = f"'{rejected.value}'" if rejected.value else "(empty)"
+    value = f"'{shown(rejected.value)}'" if rejected.value else "(empty)"
     return f"{source}:{rejected.line}: column {rejected.column}: {value}: {rejected.reason}"
 
 
