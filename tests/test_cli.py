@@ -397,3 +397,116 @@ def test_a_placeholder_visit_date_is_refused() -> None:
         "error: --date '9999-12-28': not a plausible visit date (placeholders such as 9999-12-31 "
         "and 1900-01-01 are not visits); expected a date from 1901 to 2199\n"
     )
+
+
+TIMELINE = "examples/imatinib-hes-timeline.csv"
+
+
+def output_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
+    """Each place a result is written, pointed somewhere it cannot go, and the message."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a folder\n")
+    replay = ["replay", "imatinib-hes", TIMELINE, "--format", "jsonl"]
+    return [
+        (
+            [*replay, "--output", str(tmp_path)],
+            f"--output {tmp_path}: it is a directory; give a file name",
+        ),
+        (
+            [*replay, "--output", str(afile / "out.jsonl")],
+            f"--output {afile / 'out.jsonl'}: {afile} is not a folder",
+        ),
+        (
+            [*replay, "--rejects", str(tmp_path / "missing" / "rejects.csv")],
+            f"--rejects {tmp_path / 'missing' / 'rejects.csv'}: there is no folder "
+            f"{tmp_path / 'missing'}",
+        ),
+        ([*replay, "--plot", str(afile)], f"--plot {afile}: it is a file, not a folder"),
+        (
+            ["show", "imatinib-hes", "--format", "mermaid", "--output", str(tmp_path)],
+            f"--output {tmp_path}: it is a directory; give a file name",
+        ),
+        (
+            ["history", "P01", "--plot", str(afile / "p.png"), "--db", str(tmp_path / "s.db")],
+            f"--plot {afile / 'p.png'}: {afile} is not a folder",
+        ),
+    ]
+
+
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path: Path) -> None:
+    """Issue 10 item 14: an unwritable --output, --rejects, --plot or show --output, or an
+    --output naming a directory, was 'internal error (IsADirectoryError)', exit 70."""
+    for args, message in output_cases(tmp_path):
+        result = dosing(*args)
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", f"error: {message}\n")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_named(tmp_path: Path) -> None:
+    """Issue 10 item 14: --output into a folder without write permission."""
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    result = dosing("replay", "imatinib-hes", TIMELINE, "--output", str(folder / "out.txt"))
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: --output {folder / 'out.txt'}: cannot write in {folder} (permission denied)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["protocols"],
+        ["step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=2x10^9/L", "--json"],
+        ["replay", "imatinib-hes", TIMELINE, "--format", "jsonl"],
+    ],
+    ids=["protocols", "step", "replay"],
+)
+def test_standard_output_to_a_full_disk_is_one_line(args: list[str]) -> None:
+    """Issue 10 item 14: stdout to /dev/full was 'internal error (OSError)', exit 70."""
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "dosing", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert (result.returncode, result.stderr) == (
+        74,
+        "error: cannot write to standard output: No space left on device\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "consequence"),
+    [
+        (["check", "imatinib-hes"], "; the check did not finish. "),
+        (["show", "imatinib-hes"], ". "),
+        (["replay", "imatinib-hes", TIMELINE], "; the replay did not finish, so its output is "),
+    ],
+)
+def test_an_internal_error_says_what_it_means_for_that_command(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    consequence: str,
+) -> None:
+    """Issue 10 item 14: 'no dose was given' was said by commands that never give one."""
+    from dosing import catalog, cli
+
+    def explode(reference: str) -> None:
+        raise ValueError("patient data")
+
+    monkeypatch.setattr(catalog, "load", explode)
+    monkeypatch.setattr(sys, "argv", ["dosing", *argv])
+    monkeypatch.delenv("DOSING_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 70
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: internal error (ValueError){consequence}")
+    assert "no dose was given" not in err

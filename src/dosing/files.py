@@ -1,8 +1,11 @@
-"""Opening the files a user names: regular files only, protocols of a bounded size.
+"""The files a user names: regular files to read, protocols of a bounded size, and places
+where a result can be written.
 
 A FIFO given as a protocol or timeline blocked forever, and /dev/zero was read without end.
 A path is opened without blocking, checked to be a regular file on the open descriptor (no
-window for it to be swapped), and only then read.
+window for it to be swapped), and only then read. A place to write (--output, --rejects,
+--plot) is checked before any work is done, so a replay of a million rows does not end in
+an error about the output folder.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import os
 import stat
 from pathlib import Path
 from typing import IO
+
+from dosing.errors import OutputError
 
 MAX_PROTOCOL_BYTES = 1_000_000
 """The largest protocol file read: the largest shipped one is about 70 KB."""
@@ -58,3 +63,36 @@ def read_protocol_bytes(path: Path) -> bytes:
 def open_text(path: Path, encoding: str) -> IO[str]:
     """A regular file opened as text with universal newlines left to the csv module."""
     return open(open_regular(path), encoding=encoding, newline="")
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Raise OutputError unless a file can be written (or replaced) at `path`."""
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: it is a directory; give a file name")
+    _check_folder_of(path, option)
+
+
+def check_folder(path: Path, option: str) -> None:
+    """Raise OutputError unless `path` is a folder files can be written into, or can be made."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path}: it is a file, not a folder")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputError(f"{option} {path}: cannot write in it (permission denied)")
+        return
+    _check_folder_of(path, option)
+
+
+def _check_folder_of(path: Path, option: str) -> None:
+    folder = path.parent
+    if not folder.exists():
+        raise OutputError(f"{option} {path}: there is no folder {folder}")
+    if not folder.is_dir():
+        raise OutputError(f"{option} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: cannot write in {folder} (permission denied)")
+
+
+def write_failed(option: str, path: Path, error: OSError) -> OutputError:
+    """The message for a write that failed midway (a full disk, a vanished folder)."""
+    return OutputError(f"{option} {path}: could not be written: {error.strerror or error}")

@@ -21,7 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dosing.errors import TimelineError
-from dosing.files import NotAFile, open_text
+from dosing.files import (
+    NotAFile,
+    check_folder,
+    check_writable,
+    open_text,
+    write_failed,
+)
 from dosing.model import Protocol
 from dosing.output import console, error_console
 from dosing.replay import PatientReplay, StartPoint, Summary, replay
@@ -79,13 +85,21 @@ def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timelin
 def _destination(path: Path | None) -> Iterator[IO[str]]:
     if path is None:
         yield sys.stdout
-    else:
+        return
+    try:
         with atomic_text(path) as stream:
             yield stream
+    except OSError as error:
+        raise write_failed("--output", path, error) from None
 
 
 def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
     """The whole replay command. Raises DosingError (exit 2) on a file that cannot be used."""
+    for option, target in (("--output", options.output), ("--rejects", options.rejects)):
+        if target is not None:
+            check_writable(target, option)
+    if options.plot is not None:
+        check_folder(options.plot, "--plot")
     timeline = load_timeline(path, options.format_in)
     source = str(path)
     if timeline.resorted:
@@ -112,9 +126,7 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
             rejected.extend(patient.rejected)
             write(patient)
             if options.plot is not None:
-                from dosing.plots import plot_patient
-
-                plot_patient(protocol, patient, options.plot)
+                _plot(protocol, patient, options.plot)
             advance()
     if options.summary:
         view = summary_view(summary, timeline)
@@ -122,7 +134,19 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
         (console if to_stdout else error_console).print(view)
     _report_rejects(rejected, source)
     if options.rejects is not None:
-        write_rejects(options.rejects, rejected)
+        try:
+            write_rejects(options.rejects, rejected)
+        except OSError as error:
+            raise write_failed("--rejects", options.rejects, error) from None
+
+
+def _plot(protocol: Protocol, patient: PatientReplay, folder: Path) -> None:
+    from dosing.plots import plot_patient
+
+    try:
+        plot_patient(protocol, patient, folder)
+    except OSError as error:
+        raise write_failed("--plot", folder, error) from None
 
 
 def _strict(patients: list[PatientReplay], timeline: Timeline, source: str) -> list[PatientReplay]:
