@@ -510,3 +510,33 @@ def test_an_internal_error_says_what_it_means_for_that_command(
     err = capsys.readouterr().err
     assert err.startswith(f"error: internal error (ValueError){consequence}")
     assert "no dose was given" not in err
+
+
+def test_square_brackets_in_what_was_typed_are_shown_as_typed() -> None:
+    """Found by fuzzing: '[/]' in a value crashed the error path with a traceback, and '[red]'
+    vanished from the message as if it were markup, misquoting the value."""
+    crashed = dosing("step", "imatinib-hes", *ADULT, "--lab", "anc=[/]1")
+    assert (crashed.returncode, crashed.stderr) == (
+        2,
+        f"error: anc=[/]1: '[/]1' does not start with a number; expected a number and a unit "
+        f"({COUNTS})\n",
+    )
+    hidden = dosing("step", "imatinib-hes", *ADULT, "--lab", "anc=[red]1")
+    assert hidden.stderr.startswith("error: anc=[red]1: '[red]1' does not start with a number")
+    panel = dosing(
+        "step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=2x10^9/L", "--patient-id", "[/]P1"
+    )
+    assert panel.returncode == 0, panel.stderr
+    assert "[/]P1 · imatinib-hes" in panel.stdout
+
+
+def test_square_brackets_in_a_replayed_row_are_shown_as_typed(tmp_path: Path) -> None:
+    """Found by fuzzing: a dose given of '1[/]mg bid' crashed the replay table (MarkupError)."""
+    path = tmp_path / "t.csv"
+    text = (ROOT / "examples" / "tacrolimus-trough-wide.csv").read_text()
+    path.write_text(
+        text.replace("T01;2026-02-02;46;;;;1 mg bid", "T01;2026-02-02;46;;;;1[/]mg bid")
+    )
+    result = dosing("replay", "tacrolimus-trough", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "1[/]mg bid" in result.stdout

@@ -67,13 +67,15 @@ def protocols() -> None:
     Example: [cyan]dosing protocols[/]
     """
     from rich.table import Table
+    from rich.text import Text
 
     from dosing.output import console
 
     table = Table("id", "title", "version", "states")
     for protocol_id in catalog.shipped_ids():
         protocol = catalog.load(protocol_id)
-        table.add_row(protocol.id, protocol.title, protocol.version, str(len(protocol.states)))
+        cells = (protocol.id, protocol.title, protocol.version, str(len(protocol.states)))
+        table.add_row(*map(Text, cells))
     console.print(table)
 
 
@@ -120,7 +122,7 @@ def show(
         output.write_text(text, encoding="utf-8")
     except OSError as error:
         raise write_failed("--output", output, error) from None
-    console.print(f"Wrote {output}")
+    console.print(f"Wrote {output}", markup=False)
 
 
 def _render(source: str, output: Path) -> None:
@@ -152,7 +154,7 @@ def _render(source: str, output: Path) -> None:
     )
     if result.returncode != 0:
         raise ObservationError(f"Graphviz could not draw {output}: {result.stderr.strip()}")
-    console.print(f"Wrote {output}")
+    console.print(f"Wrote {output}", markup=False)
 
 
 @app.command()
@@ -417,7 +419,7 @@ def diff_command(
             "date",
             "old decision",
             "new decision",
-            title=f"Decisions that differ on {timeline}",
+            title=Text(f"Decisions that differ on {timeline}"),
             title_justify="left",
         )
         for visit in changed:

@@ -108,9 +108,12 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
             f"note: rows were not in date order for {len(timeline.resorted)} patients "
             f"({shown}); they were sorted by date",
             highlight=False,
+            markup=False,
         )
     if timeline.rows == 0:
-        error_console.print(f"note: {source} has a header but no data rows", highlight=False)
+        error_console.print(
+            f"note: {source} has a header but no data rows", highlight=False, markup=False
+        )
     start = StartPoint(options.start_state, options.therapy_start, options.memory)
     patients = replay(
         protocol, timeline, start, options.accept_implausible, keep_values=options.plot is not None
@@ -197,6 +200,8 @@ def _report_rejects(rejected: list[Rejected], source: str) -> None:
         highlight=False,
     )
     for row in refused[:REPORTED_REJECTS]:
-        error_console.print(f"  {rejected_message(row, source)}", highlight=False, soft_wrap=True)
+        error_console.print(
+            f"  {rejected_message(row, source)}", highlight=False, soft_wrap=True, markup=False
+        )
     if len(refused) > REPORTED_REJECTS:
         error_console.print(f"  ... and {len(refused) - REPORTED_REJECTS} more", highlight=False)
