@@ -373,7 +373,8 @@ def _shape(data: Any, where: _Where) -> ProtocolEntry:
                 text = "required key missing"
             problems.append((where.line(path), path, text))
         line, path, text = min(problems)
-        raise ProtocolError(f"{where.name}:{line}: {path}: {text}") from None
+        where_in_file = f"{path}: " if path else ""  # a top-level key has no path
+        raise ProtocolError(f"{where.name}:{line}: {where_in_file}{text}") from None
 
 
 # ---------------------------------------------------------------------------- build

@@ -54,7 +54,7 @@ class _Collection:
     """Values inside, aliases written out (for the billion-laughs bound)."""
     keys: dict[str, int] = attrs.Factory(dict)
     """A mapping's keys so far, with their lines."""
-    key: Any = None
+    key: str = ""
     key_line: int = 0
     has_key: bool = False
     """In a mapping, whether a key waits for its value."""
@@ -136,9 +136,17 @@ class _Reader:
         key = parent is not None and isinstance(parent.value, dict) and not parent.has_key
         if key:
             assert parent is not None
-            if not isinstance(event, yaml.ScalarEvent) or event.tag is not None:
+            if (
+                not isinstance(event, yaml.ScalarEvent)
+                or event.tag is not None
+                or event.anchor is not None
+                or not event.value.strip()
+            ):
                 where = f"{parent.path}: " if parent.path else ""
-                raise self.fail(event, f"{where}a key is a plain name, not a list, mapping or tag")
+                raise self.fail(
+                    event,
+                    f"{where}a key is a plain name, not empty, a list, a mapping or an anchor",
+                )
             self.key(parent, event, line)
             return
         path = self.path(parent)
@@ -188,7 +196,7 @@ class _Reader:
                 "once in a mapping",
             )
         parent.keys[text] = parent.key_line = line
-        parent.key = _scalar(event) if text != "<<" else "<<"
+        parent.key = text  # a key is a name: 'true:' or '1:' is the text, not a value
         parent.has_key = True
 
     def path(self, parent: _Collection | None) -> str:
