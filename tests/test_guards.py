@@ -50,6 +50,7 @@ def test_syntax_errors(source: str, message: str) -> None:
         ("bleeding == perhaps", "'perhaps' is not a value of bleeding; values: yes, no"),
         ("holds >= 2 days", "holds is a plain count; drop the unit days"),
         ("alt > 2 * anc", "cannot be converted"),
+        ("anc < 1 x10^9999999/L", "unit 'x10^9999999/L' is not one dosing knows"),
         ("anc", "anc is not a yes/no observation"),
     ],
 )
