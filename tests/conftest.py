@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -35,3 +39,23 @@ def load_file(path: Path) -> Protocol:
 def imatinib() -> Protocol:
     """The shipped imatinib-hes protocol."""
     return load_file(ROOT / "protocols" / "imatinib-hes.yaml")
+
+
+class TookTooLong(Exception):
+    """Raised inside code that ran past its time limit (a hang, not a slow machine)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Fail with TookTooLong instead of hanging: for inputs that once looped or blew up."""
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TookTooLong(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -53,7 +53,12 @@ def test_broken_protocol_is_caught(path: Path) -> None:
 def dosing(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "dosing", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,  # a blow-up fails the test instead of the CI run
     )
 
 
@@ -133,3 +138,24 @@ def test_diff_of_a_protocol_with_itself_is_empty() -> None:
     )
     assert "No rule, dose, parameter or limit changed." in result.stdout
     assert "No decision on examples/tacrolimus-trough-wide.csv differs." in result.stdout
+
+
+def test_a_guard_too_complex_to_analyse_is_reported_in_bounded_time() -> None:
+    """Issue 10 item 13: 20 and-ed disjunctions ran `dosing check` for over 90 s and 7.7 GB."""
+    result = dosing(
+        "check", "tests/broken_protocols/too_complex.yaml", "--json", "--timelines", "0"
+    )
+    assert result.returncode == 1
+    (report,) = json.loads(result.stdout)
+    found = [
+        {key: finding[key] for key in ("check", "severity", "where", "message")}
+        for finding in report["findings"]
+    ]
+    assert {
+        "check": "too complex",
+        "severity": "error",
+        "where": "states.screening",
+        "message": "too complex to analyse: the guards of screening multiply into more than "
+        "1000 cases, so gaps and shadowed rules were not checked there; simplify them (fewer "
+        "'or' inside 'and', or definitions)",
+    } in found

@@ -23,7 +23,12 @@ def dosing(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed command's entry point in a child process."""
     env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "dosing", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,  # a hang fails the test instead of the CI run
     )
 
 
@@ -108,6 +113,21 @@ def test_broken_protocol_file_names_file_and_line() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith(
         f"error: {path}:25: states.screening.transitions[1].when: 'anc < 1.5 mg/dL':"
+    )
+
+
+def test_protocol_missing_a_required_key_is_named_not_looped_on() -> None:
+    """A protocol file without title: (once an endless loop in step and check) is named."""
+    path = "tests/invalid_protocols/missing_title.yaml"
+    stepped = dosing("step", path, "--lab", "anc=1.2x10^9/L")
+    assert (stepped.returncode, stepped.stderr) == (
+        2,
+        f"error: {path}:2: title: required key missing\n",
+    )
+    checked = dosing("check", path, "--json")
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)[0]["findings"][0]["message"] == (
+        f"{path}:2: title: required key missing"
     )
 
 
@@ -255,3 +275,271 @@ def test_compiled_protocol_cache_is_private(tmp_path: Path) -> None:
     entry.chmod(0o666)
     second = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     assert json.loads(first.stdout) == json.loads(second.stdout)
+
+
+@pytest.mark.parametrize(
+    ("lab", "message"),
+    [
+        (
+            "anc=1 500/mm3",
+            "error: anc=1 500/mm3: a space inside the number (a thousands separator?): write "
+            f"1500/mm3; expected a number and a unit ({COUNTS})",
+        ),
+        (
+            "anc=1.500/mm3",
+            "error: anc=1.500/mm3: '1.500/mm3' is ambiguous: a count per mm3 has no decimals, so "
+            "the point may separate thousands (1500/mm3); write the count without separators; "
+            f"expected a number and a unit ({COUNTS})",
+        ),
+        (
+            "anc=\u0661\u0662\u0660\u0660/mm3",
+            "error: anc=\u0661\u0662\u0660\u0660/mm3: U+0661 ARABIC-INDIC DIGIT ONE is not a "
+            f"digit dosing reads: type the digits 0-9; expected a number and a unit ({COUNTS})",
+        ),
+    ],
+)
+def test_a_misread_count_is_refused_at_the_command_line(lab: str, message: str) -> None:
+    """Issue 10 items 1, 2, 5: each once gave a dose from a misread ANC; now exit 2."""
+    result = dosing("step", "imatinib-hes", *ADULT, *NORMAL, "--lab", lab)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == message + "\n"
+
+
+def test_a_trough_with_text_after_the_number_gives_no_dose() -> None:
+    """Issue 10 item 1: '8 .5 ng/mL' was read as 4 ng/mL and raised tacrolimus 2 -> 3 mg bid."""
+    result = dosing(
+        "step", "tacrolimus-trough", "--date", "2026-01-05", "--lab", "tacrolimus_trough=8 .5 ng/mL"
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: tacrolimus_trough=8 .5 ng/mL: '.5 ng/mL' after the number 8 is not a unit (a "
+        "number split by a space?); expected a number and a unit (ng/mL, ug/L, µg/L, pg/mL, "
+        "nmol/L, mg/dL, umol/L, µmol/L, g/dL, g/L, mg/L, mmol/L)\n"
+    )
+
+
+def test_a_leading_zero_in_an_exponent_reads_as_ten_to_the_ninth() -> None:
+    """Issue 10 item 3: ANC 1.2 x10^09/L was read as about 1.2e-8; it is 1.2 x10^9/L: 300 mg."""
+    record = step_json("--lab", "anc=1.2 x10^09/L")
+    assert (record["action"], doses(record)) == ("start", ["300 mg qd"])
+
+
+def test_a_lookalike_letter_in_a_lab_name_is_named() -> None:
+    """Issue 10 item 5: --lab with a Cyrillic a in anc names U+0430 and suggests anc."""
+    result = dosing("step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "\u0430nc=1.2x10^9/L")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: unknown observation '\u0430nc': U+0430 CYRILLIC SMALL LETTER A looks like 'a' "
+        "but is not that character: retype it (did you mean anc?)"
+    )
+
+
+def test_fifty_thousand_levels_of_yaml_nesting_is_a_message_not_a_crash(tmp_path: Path) -> None:
+    """Issue 10 item 14: 50,000 nested lists crashed libyaml (a segfault) in step and check."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("id: deep\nextra: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    message = f"{path}:2: nested more than 50 levels deep; a protocol file needs a handful"
+    stepped = dosing("step", str(path), "--lab", "anc=1.2x10^9/L")
+    assert (stepped.returncode, stepped.stderr) == (2, f"error: {message}\n")
+    checked = dosing("check", str(path), "--json")
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)[0]["findings"][0]["message"] == message
+
+
+def test_a_billion_laughs_file_is_refused_at_once() -> None:
+    """Issue 10 item 13: a 1.5 KB file of nested aliases took 53 s and 4.5 GB."""
+    path = "tests/invalid_protocols/billion_laughs.yaml"
+    result = dosing("step", path, "--lab", "anc=1.2x10^9/L")
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: {path}:7: *e expands the file to more than 100000 values (a 'billion laughs' "
+        "file?); write repeated parts out, or alias less\n",
+    )
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_protocol_or_timeline_that_is_not_a_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """Issue 10 item 16: a FIFO blocked forever and /dev/zero was read without bound."""
+    if kind == "fifo":
+        path, what = tmp_path / "named.yaml", "a FIFO (named pipe)"
+        os.mkfifo(path)
+    elif kind == "device":
+        path, what = Path("/dev/zero"), "a device"
+    else:
+        path, what = tmp_path, "a directory"
+    stepped = dosing("step", str(path), "--lab", "anc=1.2x10^9/L")
+    assert (stepped.returncode, stepped.stderr) == (
+        2,
+        f"error: {path}: it is {what}, not a file; a protocol is read from a file\n",
+    )
+    replayed = dosing("replay", "imatinib-hes", str(path))
+    assert (replayed.returncode, replayed.stderr) == (
+        2,
+        f"error: {path}: it is {what}, not a file; a timeline is read from a CSV file\n",
+    )
+
+
+def test_a_protocol_file_over_a_megabyte_is_refused(tmp_path: Path) -> None:
+    """Issue 10 item 16: a protocol file is read up to a bound, never whole whatever its size."""
+    path = tmp_path / "huge.yaml"
+    path.write_text("# " + "x" * 1_200_000 + "\n")
+    result = dosing("step", str(path), "--lab", "anc=1.2x10^9/L")
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: {path}: larger than 1000000 bytes; a protocol file is far smaller\n",
+    )
+
+
+def test_a_placeholder_visit_date_is_refused() -> None:
+    """Issue 10 item 14: --date 9999-12-28 overflowed the next check (exit 70)."""
+    result = dosing(
+        "step", "imatinib-hes", "--date", "9999-12-28", *NORMAL, "--lab", "anc=2x10^9/L"
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: --date '9999-12-28': not a plausible visit date (placeholders such as 9999-12-31 "
+        "and 1900-01-01 are not visits); expected a date from 1901 to 2199\n"
+    )
+
+
+TIMELINE = "examples/imatinib-hes-timeline.csv"
+
+
+def output_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
+    """Each place a result is written, pointed somewhere it cannot go, and the message."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a folder\n")
+    replay = ["replay", "imatinib-hes", TIMELINE, "--format", "jsonl"]
+    return [
+        (
+            [*replay, "--output", str(tmp_path)],
+            f"--output {tmp_path}: it is a directory; give a file name",
+        ),
+        (
+            [*replay, "--output", str(afile / "out.jsonl")],
+            f"--output {afile / 'out.jsonl'}: {afile} is not a folder",
+        ),
+        (
+            [*replay, "--rejects", str(tmp_path / "missing" / "rejects.csv")],
+            f"--rejects {tmp_path / 'missing' / 'rejects.csv'}: there is no folder "
+            f"{tmp_path / 'missing'}",
+        ),
+        ([*replay, "--plot", str(afile)], f"--plot {afile}: it is a file, not a folder"),
+        (
+            ["show", "imatinib-hes", "--format", "mermaid", "--output", str(tmp_path)],
+            f"--output {tmp_path}: it is a directory; give a file name",
+        ),
+        (
+            ["history", "P01", "--plot", str(afile / "p.png"), "--db", str(tmp_path / "s.db")],
+            f"--plot {afile / 'p.png'}: {afile} is not a folder",
+        ),
+    ]
+
+
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path: Path) -> None:
+    """Issue 10 item 14: an unwritable --output, --rejects, --plot or show --output, or an
+    --output naming a directory, was 'internal error (IsADirectoryError)', exit 70."""
+    for args, message in output_cases(tmp_path):
+        result = dosing(*args)
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", f"error: {message}\n")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_named(tmp_path: Path) -> None:
+    """Issue 10 item 14: --output into a folder without write permission."""
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    result = dosing("replay", "imatinib-hes", TIMELINE, "--output", str(folder / "out.txt"))
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: --output {folder / 'out.txt'}: cannot write in {folder} (permission denied)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["protocols"],
+        ["step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=2x10^9/L", "--json"],
+        ["replay", "imatinib-hes", TIMELINE, "--format", "jsonl"],
+    ],
+    ids=["protocols", "step", "replay"],
+)
+def test_standard_output_to_a_full_disk_is_one_line(args: list[str]) -> None:
+    """Issue 10 item 14: stdout to /dev/full was 'internal error (OSError)', exit 70."""
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "dosing", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert (result.returncode, result.stderr) == (
+        74,
+        "error: cannot write to standard output: No space left on device\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "consequence"),
+    [
+        (["check", "imatinib-hes"], "; the check did not finish. "),
+        (["show", "imatinib-hes"], ". "),
+        (["replay", "imatinib-hes", TIMELINE], "; the replay did not finish, so its output is "),
+    ],
+)
+def test_an_internal_error_says_what_it_means_for_that_command(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    consequence: str,
+) -> None:
+    """Issue 10 item 14: 'no dose was given' was said by commands that never give one."""
+    from dosing import catalog, cli
+
+    def explode(reference: str) -> None:
+        raise ValueError("patient data")
+
+    monkeypatch.setattr(catalog, "load", explode)
+    monkeypatch.setattr(sys, "argv", ["dosing", *argv])
+    monkeypatch.delenv("DOSING_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 70
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: internal error (ValueError){consequence}")
+    assert "no dose was given" not in err
+
+
+def test_square_brackets_in_what_was_typed_are_shown_as_typed() -> None:
+    """Found by fuzzing: '[/]' in a value crashed the error path with a traceback, and '[red]'
+    vanished from the message as if it were markup, misquoting the value."""
+    crashed = dosing("step", "imatinib-hes", *ADULT, "--lab", "anc=[/]1")
+    assert (crashed.returncode, crashed.stderr) == (
+        2,
+        f"error: anc=[/]1: '[/]1' does not start with a number; expected a number and a unit "
+        f"({COUNTS})\n",
+    )
+    hidden = dosing("step", "imatinib-hes", *ADULT, "--lab", "anc=[red]1")
+    assert hidden.stderr.startswith("error: anc=[red]1: '[red]1' does not start with a number")
+    panel = dosing(
+        "step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=2x10^9/L", "--patient-id", "[/]P1"
+    )
+    assert panel.returncode == 0, panel.stderr
+    assert "[/]P1 · imatinib-hes" in panel.stdout
+
+
+def test_square_brackets_in_a_replayed_row_are_shown_as_typed(tmp_path: Path) -> None:
+    """Found by fuzzing: a dose given of '1[/]mg bid' crashed the replay table (MarkupError)."""
+    path = tmp_path / "t.csv"
+    text = (ROOT / "examples" / "tacrolimus-trough-wide.csv").read_text()
+    path.write_text(
+        text.replace("T01;2026-02-02;46;;;;1 mg bid", "T01;2026-02-02;46;;;;1[/]mg bid")
+    )
+    result = dosing("replay", "tacrolimus-trough", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "1[/]mg bid" in result.stdout

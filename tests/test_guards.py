@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import cast
 
 import pytest
 
 from dosing.errors import GuardSyntaxError, ProtocolError
 from dosing.guard_parser import compile_guard, parse
 from dosing.guards import CategoryType, CountType, QuantityType, Scope, evaluate
+from tests.conftest import time_limit
 
 SCOPE: Scope = {
     "anc": QuantityType("x10^9/L", "ANC"),
@@ -48,6 +50,7 @@ def test_syntax_errors(source: str, message: str) -> None:
         ("bleeding == perhaps", "'perhaps' is not a value of bleeding; values: yes, no"),
         ("holds >= 2 days", "holds is a plain count; drop the unit days"),
         ("alt > 2 * anc", "cannot be converted"),
+        ("anc < 1 x10^9999999/L", "unit 'x10^9999999/L' is not one dosing knows"),
         ("anc", "anc is not a yes/no observation"),
     ],
 )
@@ -201,3 +204,84 @@ def test_one_analyte_in_two_measures_reads_the_one_reported(
 ) -> None:
     guard = compile_guard("triglycerides >= 3.0 mmol/L (265 mg/dL)", AGED)
     assert evaluate(guard, values).truth is truth
+
+
+# Issue 10 items 5, 13, 14: guards are read strictly and in bounded time and depth.
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "anc < \u0661.5 x10^9/L",
+            "U+0661 ARABIC-INDIC DIGIT ONE is not a digit dosing reads: type the digits 0-9 "
+            "(column 7 in 'anc < \u0661.5 x10^9/L')",
+        ),
+        (
+            "\u0430nc < 1.5 x10^9/L",
+            "U+0430 CYRILLIC SMALL LETTER A looks like 'a' but is not that character: retype it "
+            "(column 1 in '\u0430nc < 1.5 x10^9/L')",
+        ),
+        (
+            "anc < .5 x10^9/L",
+            "'.5' at column 7 starts with a decimal point; write 0.5 (in 'anc < .5 x10^9/L')",
+        ),
+        (
+            "anc < " + "1" * 5000 + " x10^9/L",
+            "a number of 5000 digits at column 7 is not a threshold; dosing reads at most 30 "
+            "digits",
+        ),
+    ],
+    ids=["arabic-indic digit", "cyrillic a", "naked decimal point", "5000 digits"],
+)
+def test_characters_a_guard_cannot_hold_are_named(source: str, message: str) -> None:
+    """A digit of another script was read as a digit; a Cyrillic letter gave 'unexpected'."""
+    with pytest.raises(GuardSyntaxError) as caught:
+        parse(source)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "(" * 5000 + "anc < 1 x10^9/L" + ")" * 5000,
+        "not " * 5000 + "anc < 1 x10^9/L",
+        "count(" * 2000 + "bleeding" + ") >= 1" * 2000,
+    ],
+    ids=["parentheses", "not chain", "counts"],
+)
+def test_deep_nesting_is_refused_not_a_recursion_error(source: str) -> None:
+    """Issue 10 item 14: 5,000 parentheses or nots raised RecursionError (exit 70)."""
+    with pytest.raises(GuardSyntaxError) as caught:
+        parse(source)
+    assert str(caught.value).startswith(
+        "the guard nests more than 32 levels deep (parentheses, not, count) at column "
+    )
+
+
+def test_a_megabyte_guard_is_tokenized_in_linear_time() -> None:
+    """Issue 10 item 13: the tokenizer was quadratic (1 MB took over 20 s)."""
+    source = " or ".join(["anc < 1 x10^9/L"] * 55_000)  # about 1 MB
+    with time_limit(10), pytest.raises(GuardSyntaxError) as caught:
+        parse(source)
+    assert str(caught.value) == (
+        "the guard has more than 1000 conditions once its definitions are written out; "
+        "split it into simpler rules"
+    )
+
+
+def test_definitions_that_double_at_each_step_are_refused() -> None:
+    """A definition used twice in the next, over and over, doubles the guard each time: 2^40
+    conditions once written out. Refused where it passes 1000."""
+    from dosing.guard_parser import Definitions, parse_definition
+
+    definitions: dict[str, object] = {"d0": parse_definition("anc < 1 x10^9/L", {})}
+    for level in range(1, 10):  # d9 is 512 conditions
+        text = f"d{level - 1} and d{level - 1}"
+        definitions[f"d{level}"] = parse_definition(text, cast(Definitions, definitions))
+    with pytest.raises(GuardSyntaxError) as caught:
+        parse_definition("d9 and d9", cast(Definitions, definitions))
+    assert str(caught.value) == (
+        "the guard has more than 1000 conditions once its definitions are written out; "
+        "split it into simpler rules"
+    )

@@ -109,3 +109,35 @@ def test_triglycerides_in_mmol_per_litre_are_read_in_their_own_measure() -> None
     with pytest.raises(ObservationError) as caught:
         read(hlh, "triglycerides", "3.0 kg")
     assert str(caught.value).startswith("triglycerides=3.0 kg: ")
+
+
+def test_a_count_below_one_cell_per_microlitre_is_implausible(imatinib: Protocol) -> None:
+    """Issue 10 item 2: a near-zero count is a misreading; 0 itself is a real result."""
+    with pytest.raises(ObservationError) as caught:
+        read(imatinib, "anc", "0.0005 x10^9/L")
+    assert str(caught.value) == (
+        "anc=0.0005 x10^9/L: 0.0005 x10^9/L is above 0 but below the smallest plausible value, "
+        "0.001 x10^9/L; check for a typo, or accept it knowingly (--accept-implausible)"
+    )
+    assert read(imatinib, "anc", "0 x10^9/L") == 0
+    assert read(imatinib, "anc", "1/mm3") == Fraction(1, 1000)
+
+
+def test_a_lookalike_letter_in_a_name_is_named_with_its_code_point(imatinib: Protocol) -> None:
+    """Issue 10 item 5: a Cyrillic a in 'anc' is named, with the name it resembles."""
+    with pytest.raises(ObservationError) as caught:
+        read(imatinib, "\u0430nc", "1.2 x10^9/L")
+    assert str(caught.value).startswith(
+        "unknown observation '\u0430nc': U+0430 CYRILLIC SMALL LETTER A looks like 'a' but is "
+        "not that character: retype it (did you mean anc?); known: anc, platelets"
+    )
+
+
+def test_a_lookalike_letter_in_an_answer_is_named(imatinib: Protocol) -> None:
+    """'no' typed with a Cyrillic o is not the answer no: refused, naming U+043E."""
+    with pytest.raises(ObservationError) as caught:
+        read(imatinib, "bleeding", "n\u043e")
+    assert str(caught.value) == (
+        "bleeding: 'n\u043e' is not an accepted answer: U+043E CYRILLIC SMALL LETTER O looks "
+        "like 'o' but is not that character: retype it; accepted: yes, no"
+    )

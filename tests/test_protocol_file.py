@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from dosing.errors import ProtocolError
 from dosing.protocol_file import load_protocol
-from tests.conftest import PROTOCOL_FILES, ROOT, load_file
+from tests.conftest import PROTOCOL_FILES, ROOT, load_file, time_limit
 
 INVALID = sorted((Path(__file__).parent / "invalid_protocols").glob("*.yaml"))
 BROKEN = [path for path in INVALID if not path.name.startswith("valid")]
@@ -19,7 +20,7 @@ def test_broken_protocol_gives_its_message(path: Path) -> None:
     """The first line of each broken file says the exact message loading must give."""
     text = path.read_text(encoding="utf-8")
     expected = text.splitlines()[0].removeprefix("# expect: ")
-    with pytest.raises(ProtocolError) as caught:
+    with time_limit(20), pytest.raises(ProtocolError) as caught:
         load_protocol(text, path.name)
     assert str(caught.value) == expected
 
@@ -72,3 +73,68 @@ def test_sha256_identifies_the_text() -> None:
     path = ROOT / "protocols" / "imatinib-hes.yaml"
     text = path.read_text(encoding="utf-8")
     assert load_file(path).sha256 == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_guard_with_a_leading_zero_exponent_reads_ten_to_the_ninth() -> None:
+    """Issue 10 item 3: 'anc < 1.5 x10^09/L' loaded as anc < 1.5e-8, and ANC 1.2 got 400 mg."""
+    import datetime as dt
+
+    from dosing.engine import step
+    from dosing.guards import Comparison
+    from dosing.observations import read_observation
+    from dosing.patient import PatientRecord
+
+    text = (Path(__file__).parent / "invalid_protocols" / "valid_tiny.yaml").read_text()
+    protocol = load_protocol(text.replace("x10^9/L", "x10^09/L"), "tiny.yaml")
+    guards = [t.when for t in protocol.states["screening"].transitions]
+    assert all(isinstance(g, Comparison) and g.factor == Fraction(3, 2) for g in guards)
+    day = dt.date(2026, 1, 5)
+    seen = [read_observation(protocol, "anc", "1.2 x10^09/L", day)]
+    seen.append(read_observation(protocol, "age", "40", day))
+    decision, _ = step(protocol, PatientRecord(), day, seen)
+    assert (decision.state, [str(d) for d in decision.doses]) == (
+        "dose_300",
+        ["imatinib 300 mg qd"],
+    )
+
+
+def tiny() -> str:
+    return (Path(__file__).parent / "invalid_protocols" / "valid_tiny.yaml").read_text()
+
+
+def test_a_nul_byte_is_named_with_its_line_and_column() -> None:
+    """Issue 10 item 14: a NUL byte in a protocol crashed the loader (exit 70)."""
+    text = tiny().replace("drug: imatinib", "drug: ima\x00tinib")
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, "nul.yaml")
+    assert str(caught.value) == (
+        "nul.yaml:3: U+0000 NULL at column 10: a protocol file is text, without control characters"
+    )
+
+
+@pytest.mark.parametrize("depth", [60, 1000])
+def test_deep_nesting_is_refused_before_the_yaml_library_recurses(depth: int) -> None:
+    """Issue 10 item 14: 1,000 levels raised RecursionError; 50,000 crashed libyaml."""
+    text = tiny() + "extra: " + "[" * depth + "]" * depth + "\n"
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, "deep.yaml")
+    assert str(caught.value) == (
+        "deep.yaml:37: nested more than 50 levels deep; a protocol file needs a handful"
+    )
+
+
+def test_anchors_and_aliases_still_work() -> None:
+    """Shipped protocols share monitoring and rules with &anchors and *aliases: still read."""
+    path = ROOT / "protocols" / "imatinib-hes.yaml"
+    assert "*monitoring" in path.read_text()
+    assert "*hepatic_hold" in path.read_text()
+    protocol = load_file(path)
+    assert protocol.states["dose_300"].monitoring == protocol.states["dose_400"].monitoring
+
+
+def test_a_file_over_a_megabyte_is_refused() -> None:
+    """A protocol file is tens of kilobytes; a megabyte is not one (and would be slow)."""
+    text = tiny() + "#" + "x" * 1_000_000 + "\n"
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, "big.yaml")
+    assert str(caught.value) == ("big.yaml: 1000991 characters; a protocol file is at most 1000000")

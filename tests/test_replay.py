@@ -6,6 +6,7 @@ Regenerate the expected streams after a deliberate protocol change, then review 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import struct
@@ -192,7 +193,12 @@ def test_datetimes_are_read_as_their_date() -> None:
 def dosing(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, env=env, cwd=cwd
+        [sys.executable, "-m", "dosing", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,  # a hang fails the test instead of the CI run
     )
 
 
@@ -318,3 +324,123 @@ def test_loinc_codes_name_observations() -> None:
     """751-8 in the name column is the ANC."""
     _, summary = read(GOOD.replace(",anc,", ",751-8,"))
     assert (summary.used, summary.actions) == (8, {"start": 1})
+
+
+TROUGHS = "ng/mL, ug/L, µg/L, pg/mL, nmol/L, mg/dL, umol/L, µmol/L, g/dL, g/L, mg/L, mmol/L"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "reason"),
+    [
+        ("1 500", "/mm3", "a space inside the number (a thousands separator?): write 1500 /mm3"),
+        (
+            "150 000",
+            "/mm3",
+            "a space inside the number (a thousands separator?): write 150000 /mm3",
+        ),
+        ("1.500", "/mm3", "'1.500/mm3' is ambiguous: a count per mm3 has no decimals"),
+        ("1.2", "x10^9/L*2", "'*2' after the unit x10^9/L is not understood"),
+    ],
+)
+def test_a_misread_value_in_a_long_cell_stops_its_patient(
+    value: str, unit: str, reason: str
+) -> None:
+    """Issue 10 items 1-2: a long-format ANC of '1 500' /mm3 was read as 0.5; now refused."""
+    bad = GOOD.replace("P1,2026-01-05,anc,3000,/mm3", f"P1,2026-01-05,anc,{value},{unit}")
+    timeline = read_timeline(bad.splitlines(keepends=True), "t.csv")
+    (patient,) = replay(load("imatinib-hes"), timeline)
+    assert patient.decisions == []
+    assert patient.stopped_at == 3
+    assert patient.rejected[0].reason.startswith(f"anc={value} {unit}: {reason}")
+
+
+def test_a_misread_value_in_a_wide_cell_stops_its_patient() -> None:
+    """Issue 10 item 1: a wide trough cell of '8 .5' under 'ng/mL' was read as 4 ng/mL."""
+    text = (
+        "patient_id,date,tacrolimus_trough [ng/mL],sample_timing\n"
+        "T1,2026-01-05,8 .5,trough\n"
+        "T2,2026-01-05,8.5,trough\n"
+    )
+    timeline = read_timeline(text.splitlines(keepends=True), "t.csv")
+    first, second = replay(load("tacrolimus-trough"), timeline)
+    assert first.decisions == []
+    assert first.rejected[0].reason == (
+        "tacrolimus_trough=8 .5 ng/mL: '.5 ng/mL' after the number 8 is not a unit (a number "
+        f"split by a space?); expected a number and a unit ({TROUGHS})"
+    )
+    assert second.decisions
+
+
+OTHER = GOOD.replace("P1,", "P2,").split("\n", 1)[1]
+BAD_ROWS = {
+    "5000 digits": (
+        "P1,2026-01-12,anc," + "1" * 5000 + ",/mm3\n",
+        "t.csv:10: column value: '"
+        + "1" * 40
+        + "... (5005 characters)': anc="
+        + "1" * 40
+        + "... (5005 characters): a number of 5000 digits is not a measurement; "
+        f"dosing reads at most 30 digits; expected a number and a unit ({COUNTS})",
+    ),
+    "placeholder date": (
+        "P1,9999-12-31,anc,3000,/mm3\n",
+        "t.csv:10: column date: '9999-12-31': not a plausible visit date (placeholders such as "
+        "9999-12-31 and 1900-01-01 are not visits); expected a date from 1901 to 2199",
+    ),
+    "field over 128 KB": (
+        "P1,2026-01-12,anc," + "1" * 140_000 + ",/mm3\n",
+        "t.csv:10: column (row): '" + "P1,2026-01-12,anc," + "1" * 22 + "... (140023 "
+        "characters)': a field longer than 131072 characters (an unclosed quote?)",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_ROWS))
+def test_one_bad_row_stops_only_its_patient(bad: str) -> None:
+    """Issue 10 item 15: a 5,000-digit value, a placeholder date or a 128 KB field aborted the
+    whole replay; now it stops P1 at that row, and P2 is replayed in full."""
+    from dosing.replay_output import rejected_message
+
+    line, message = BAD_ROWS[bad]
+    timeline = read_timeline((GOOD + line + OTHER).splitlines(keepends=True), "t.csv")
+    patients = {p.patient_id: p for p in replay(load("imatinib-hes"), timeline)}
+    rejected = [*timeline.rejected, *patients["P1"].rejected]
+    assert [rejected_message(row, "t.csv") for row in rejected] == [message]
+    assert (len(patients["P1"].decisions), patients["P1"].stopped_at) == (1, 10)
+    assert (len(patients["P2"].decisions), patients["P2"].used) == (1, 8)
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_ROWS))
+def test_a_bad_row_still_writes_the_output(tmp_path: Path, bad: str) -> None:
+    """Issue 10 item 15: with --output, nothing was written; now every decision is."""
+    path = tmp_path / "t.csv"
+    path.write_text(GOOD + BAD_ROWS[bad][0] + OTHER)
+    out = tmp_path / "decisions.jsonl"
+    result = dosing("replay", "imatinib-hes", str(path), "--format", "jsonl", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["patient_id"] for line in out.read_text().splitlines()] == [
+        "P1",
+        "P2",
+    ]
+    assert result.stderr.startswith("1 rows rejected, 0 not replayed after a bad row")
+
+
+def test_a_visit_the_engine_cannot_date_stops_only_its_patient() -> None:
+    """A next check past 9999-12-31 once aborted everything; now it stops its patient."""
+    from dosing.engine import step
+    from dosing.errors import EngineError
+    from dosing.observations import read_observation
+    from dosing.patient import PatientRecord
+
+    protocol = load("imatinib-hes")
+    day = dt.date(9999, 12, 28)
+    labs = [("age", "50"), ("anc", "3000/mm3"), ("platelets", "200 x10^9/L"), ("alt", "20 U/L")]
+    labs += [("ast", "20 U/L"), ("bilirubin", "0.5 mg/dL"), ("bleeding", "no")]
+    labs += [("eligibility_confirmed", "yes")]
+    seen = [read_observation(protocol, name, text, day) for name, text in labs]
+    with pytest.raises(EngineError) as caught:
+        step(protocol, PatientRecord(), day, seen)
+    assert str(caught.value) == (
+        "the next check, 7 days after 9999-12-28, would fall after 9999-12-31, the last date "
+        "dosing can count to; is 9999-12-28 a placeholder date?"
+    )

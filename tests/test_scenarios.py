@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 
+from dosing.errors import ObservationError
 from dosing.guards import Comparison, comparisons_in
 from dosing.model import Protocol, Scenario
 from dosing.observations import read_observation
@@ -58,10 +59,24 @@ def equivalent_spellings(protocol: Protocol, scenario: Scenario) -> dict[str, li
             found = []
             for spelling, conversion in reading.spellings.items():
                 typed = exact_decimal(conversion.invert(canonical))
-                if spelling != spelled and typed is not None:
+                if (
+                    spelling != spelled
+                    and typed is not None
+                    and _reads(protocol, typed_as, typed, spelling)
+                ):
                     found.append(f"{typed} {spelling}")
             alternatives[text] = found
     return alternatives
+
+
+def _reads(protocol: Protocol, name: str, number: str, spelling: str) -> bool:
+    """Whether the value in that unit is one the reader accepts (787.5/mm3 is not: a count
+    per mm3 has no decimals, it is refused as a likely thousands separator)."""
+    try:
+        read_observation(protocol, name, f"{number} {spelling}", SCENARIO_START)
+    except ObservationError:
+        return False
+    return True
 
 
 def respellings(protocol: Protocol, scenario: Scenario) -> Iterator[dict[str, str]]:

@@ -10,9 +10,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
-from dosing.protocol_file import _Loader
+from dosing.protocol_yaml import read_yaml
 from dosing.schema import protocol_schema
 from tests.conftest import PROTOCOL_FILES, ROOT
 
@@ -20,7 +19,7 @@ SCHEMA = protocol_schema()
 
 
 def read(path: Path) -> Any:
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader subclass
+    return read_yaml(path.read_text(encoding="utf-8"), path.name)[0]
 
 
 def test_schema_is_valid_json_schema() -> None:

@@ -17,6 +17,7 @@ from dosing.units import (
     parse_number,
     split_value,
 )
+from tests.conftest import time_limit
 
 ANC_1_2 = [
     "1.2x10^9/L",
@@ -138,3 +139,177 @@ def test_registry_is_built_only_when_needed() -> None:
         "u.conversion('mg/dL', 'g/L', 'x'); assert 'pint' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# Issue 10: a value is one decimal number and one known unit; anything else is refused.
+MISREAD = [
+    ("8 .5 ng/mL", "'.5 ng/mL' after the number 8 is not a unit (a number split by a space?)"),
+    ("1 500/mm3", "a space inside the number (a thousands separator?): write 1500/mm3"),
+    ("150 000/mm3", "a space inside the number (a thousands separator?): write 150000/mm3"),
+    (
+        "1\u00a0500/mm3",
+        "U+00A0 NO-BREAK SPACE inside the number (a thousands separator?): write 1500/mm3",
+    ),
+    (
+        "1\u202f500/mm3",
+        "U+202F NARROW NO-BREAK SPACE inside the number (a thousands separator?): write 1500/mm3",
+    ),
+    ("1'200/mm3", "an apostrophe inside the number (a thousands separator?): write 1200/mm3"),
+    ("1200 2/mm3", "'2/mm3' after the number 1200 is not a unit (a number split by a space?)"),
+    (
+        "1.2 x10^9/L*2",
+        "'*2' after the unit x10^9/L is not understood: a value is one number and one unit",
+    ),
+    (
+        "12 ng/mL/2",
+        "'/2' after the unit ng/mL is not understood: a value is one number and one unit",
+    ),
+    (
+        "8.5 ng/mL;0.5",
+        "';0.5' after the unit ng/mL is not understood: a value is one number and one unit",
+    ),
+]
+
+
+@pytest.mark.parametrize(("typed", "message"), MISREAD, ids=[typed for typed, _ in MISREAD])
+def test_text_after_the_number_is_refused_not_multiplied(typed: str, message: str) -> None:
+    """Issue 10 item 1: '8 .5 ng/mL' was read as 8 x 0.5 = 4; now each is refused, saying why."""
+    with pytest.raises(UnitError) as caught:
+        split_value(typed)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        (
+            "1.500/mm3",
+            "'1.500/mm3' is ambiguous: a count per mm3 has no decimals, so the point may "
+            "separate thousands (1500/mm3); write the count without separators",
+        ),
+        (
+            "150.000/mm3",
+            "'150.000/mm3' is ambiguous: a count per mm3 has no decimals, so the point may "
+            "separate thousands (150000/mm3); write the count without separators",
+        ),
+        (
+            "1.500 /uL",
+            "'1.500/uL' is ambiguous: a count per uL has no decimals, so the point may "
+            "separate thousands (1500/uL); write the count without separators",
+        ),
+        (
+            "1.5/mm3",
+            "'1.5/mm3': a count per mm3 is a whole number of cells; write it without a decimal "
+            "point, or in x10^9/L",
+        ),
+    ],
+)
+def test_a_dot_in_a_count_per_microlitre_is_refused(typed: str, message: str) -> None:
+    """Issue 10 item 2: 1.500/mm3 was read as 0.0015 x10^9/L; a dot may separate thousands."""
+    with pytest.raises(UnitError) as caught:
+        split_value(typed)
+    assert str(caught.value) == message
+
+
+def test_a_dot_is_a_decimal_point_in_other_count_units() -> None:
+    """1.500 x10^9/L and 1.500 K/uL are unambiguous: exactly 1.5 x10^9/L."""
+    for typed in ("1.500 x10^9/L", "1.500 K/uL"):
+        number, unit = split_value(typed)
+        assert conversion(unit, "x10^9/L", "anc").apply(number) == Fraction(3, 2)
+
+
+@pytest.mark.parametrize("typed", ["1.2 x10^09/L", "1.2 10^09/L", "1.2 10^009/L"])
+def test_a_leading_zero_in_an_exponent_means_nothing(typed: str) -> None:
+    """Issue 10 item 3: 10^09/L was read as about 1e-8; it is 10^9/L."""
+    number, unit = split_value(typed)
+    assert unit in ("x10^9/L", "10^9/L")
+    assert conversion(unit, "x10^9/L", "anc").apply(number) == Fraction(6, 5)
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        (
+            "\u0661\u0662\u0660\u0660/mm3",  # 1200 in Arabic-Indic digits
+            "U+0661 ARABIC-INDIC DIGIT ONE is not a digit dosing reads: type the digits 0-9",
+        ),
+        (
+            "\uff11\uff12\uff10\uff10/mm3",  # 1200 in fullwidth digits
+            "U+FF11 FULLWIDTH DIGIT ONE is not a digit dosing reads: type the digits 0-9",
+        ),
+        (
+            "1\u066200/mm3",  # mixed scripts
+            "unit '\u066200/mm3': U+0662 ARABIC-INDIC DIGIT TWO is not a digit dosing reads: "
+            "type the digits 0-9",
+        ),
+        (
+            "1.2 \u044510^9/L",  # a Cyrillic ha for the x
+            "unit '\u044510^9/L': U+0445 CYRILLIC SMALL LETTER HA looks like 'x' but is not "
+            "that character: retype it",
+        ),
+    ],
+)
+def test_digits_and_letters_of_other_scripts_are_named(typed: str, message: str) -> None:
+    """Issue 10 item 5: 1200 in Arabic-Indic or fullwidth digits was read; now refused."""
+    with pytest.raises(UnitError) as caught:
+        split_value(typed)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("1.2 10^10^10/L", "unit '10^10^10/L' is not one dosing knows"),
+        ("1 10^9999999/L", "unit '10^9999999/L' is not one dosing knows"),
+    ],
+)
+def test_huge_exponents_are_refused_at_once(typed: str, message: str) -> None:
+    """Issue 10 item 13: the unit 10^10^10 hung and 10^9999999 took 8 s in pint."""
+    with time_limit(2), pytest.raises(UnitError) as caught:
+        split_value(typed)
+    assert str(caught.value) == message
+
+
+def test_a_number_of_thousands_of_digits_is_refused() -> None:
+    """Issue 10 item 14: a value over 4,300 digits crashed int(); now a message."""
+    with pytest.raises(UnitError) as caught:
+        split_value("1" * 5000 + " U/L")
+    assert str(caught.value) == (
+        "a number of 5000 digits is not a measurement; dosing reads at most 30 digits"
+    )
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        (".5 ng/mL", "'.5 ng/mL' starts with a decimal point; write a 0 before it (0.5 ng/mL)"),
+        ("+8 ng/mL", "'+8 ng/mL' has a plus sign; write the number without it"),
+        ("8. ng/mL", "'8. ng/mL' has a decimal point with no digits after it"),
+        ("1.2e9/L", "'e9/L' after the number 1.2 is not a unit: write powers of ten as x10^9/L"),
+        ("8.5 ng / mL", "unit 'ng / mL' has a space inside; write it without"),
+        ("1.2 g/l", "unit 'g/l' is ambiguous: G/L or g/L; write it with that case"),
+    ],
+)
+def test_the_number_grammar_is_strict(typed: str, message: str) -> None:
+    """No naked decimal point (.5 is misread as 5), no sign, exponent or spaced-out unit."""
+    with pytest.raises(UnitError) as caught:
+        split_value(typed)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("typed", "spelling"),
+    [
+        ("8.5 ng/mL", "ng/mL"),
+        ("8.5 ng/ml", "ng/mL"),
+        ("0.7 MG/DL", "mg/dL"),
+        ("1.2 x 10^9/L", "x10^9/L"),
+        ("1.2 \u00d710\u2079/L", "x10^9/L"),  # a multiplication sign, a superscript 9
+        ("1200 cells/mm3", "/mm3"),
+        ("-3 U/L", "U/L"),
+        ("7 day", "days"),
+    ],
+)
+def test_known_units_in_their_usual_variants(typed: str, spelling: str) -> None:
+    """Case, micro signs, superscripts and 'x 10' are written many ways; each means one unit."""
+    assert split_value(typed)[1] == spelling

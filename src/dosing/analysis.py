@@ -13,6 +13,7 @@ from fractions import Fraction
 
 import attrs
 
+from dosing.errors import DosingError
 from dosing.guards import (
     NEGATED_OP,
     Comparison,
@@ -27,6 +28,16 @@ from dosing.guards import (
 )
 
 Atom = Comparison | Membership
+MAX_CASES = 1000
+"""Conjunctions in a guard's disjunctive form: shipped protocols need at most 5. Twenty
+'and'-ed pairs of alternatives are a million, which once took `dosing check` minutes and
+gigabytes; past this, a guard is reported as too complex to analyse."""
+MAX_PAIRS = 100_000
+"""Pairs of conjunctions compared to find a common input (shipped protocols: at most 48)."""
+
+
+class TooComplex(DosingError):
+    """A guard, or a pair of guards, with too many cases to analyse exhaustively."""
 
 
 @attrs.frozen
@@ -123,9 +134,13 @@ def dnf(guard: Guard, negated: bool = False) -> list[list[Atom]]:
     conjunctive = isinstance(guard, Conjunction) != negated
     parts = [dnf(item, negated) for item in guard.items]
     if not conjunctive:
+        if sum(len(part) for part in parts) > MAX_CASES:
+            raise TooComplex(f"more than {MAX_CASES} cases")
         return [conj for part in parts for conj in part]
     result: list[list[Atom]] = [[]]
     for part in parts:
+        if len(result) * len(part) > MAX_CASES:
+            raise TooComplex(f"more than {MAX_CASES} cases")
         result = [left + right for left in result for right in part]
     return result
 
@@ -163,9 +178,13 @@ def regions(guard: Guard) -> Iterator[Region]:
 
 
 def common_region(first: Guard, second: Guard) -> Region | None:
-    """Some box of inputs for which both guards hold, or None."""
-    for left in dnf(first):
-        for right in dnf(second):
+    """Some box of inputs for which both guards hold, or None. Raises TooComplex when
+    there are too many cases to compare."""
+    lefts, rights = dnf(first), dnf(second)
+    if len(lefts) * len(rights) > MAX_PAIRS:
+        raise TooComplex(f"more than {MAX_PAIRS} pairs of cases")
+    for left in lefts:
+        for right in rights:
             box = region(left + right)
             if box is not None:
                 return box
@@ -179,13 +198,11 @@ MAX_BOXES = 4096
 def uncovered_common_region(first: Guard, second: Guard, above: Iterable[Guard]) -> Region | None:
     """Some box of inputs for which both guards hold and none of `above` does, or None.
     When the boxes to follow pass MAX_BOXES the answer is a box of the common region
-    (a safe 'they may both decide'), never a wrong None."""
-    boxes = [
-        box
-        for left in dnf(first)
-        for right in dnf(second)
-        if (box := region(left + right)) is not None
-    ]
+    (a safe 'they may both decide'), never a wrong None. Raises TooComplex as dnf does."""
+    lefts, rights = dnf(first), dnf(second)
+    if len(lefts) * len(rights) > MAX_PAIRS:
+        raise TooComplex(f"more than {MAX_PAIRS} pairs of cases")
+    boxes = [box for left in lefts for right in rights if (box := region(left + right)) is not None]
     for guard in above:
         negation = dnf(guard, negated=True)
         narrowed: list[Region] = []

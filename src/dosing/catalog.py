@@ -34,15 +34,21 @@ def shipped_ids() -> list[str]:
 def protocol_text(reference: str) -> tuple[str, str]:
     """(text, name for messages) of a shipped id or a path to a protocol file."""
     if reference.endswith((".yaml", ".yml")) or "/" in reference or "\\" in reference:
+        from dosing.files import NotAFile, read_protocol_bytes
+
         path = Path(reference)
         try:
-            return path.read_text(encoding="utf-8"), str(path)
+            return read_protocol_bytes(path).decode("utf-8"), str(path)
+        except NotAFile as error:
+            raise ProtocolError(f"{reference}: {error}; a protocol is read from a file") from None
         except OSError as error:
             raise ProtocolError(
                 f"cannot read protocol file {reference}: {error.strerror}"
             ) from None
         except UnicodeDecodeError:
             raise ProtocolError(f"{reference}: not UTF-8 text") from None
+        except ValueError as error:  # too large
+            raise ProtocolError(f"{reference}: {error}; a protocol file is far smaller") from None
     entry = _shipped() / f"{reference}.yaml"
     if not entry.is_file():
         raise ProtocolError(

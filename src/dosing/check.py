@@ -23,7 +23,16 @@ from typing import Literal
 
 import attrs
 
-from dosing.analysis import Interval, Region, dnf, region, witness
+from dosing.analysis import (
+    MAX_CASES,
+    MAX_PAIRS,
+    Interval,
+    Region,
+    TooComplex,
+    dnf,
+    region,
+    witness,
+)
 from dosing.checks import DOSES_PER_DAY, describe_point
 from dosing.engine import step
 from dosing.errors import DosingError
@@ -93,9 +102,11 @@ def check(protocol: Protocol, property_examples: int | None = None) -> Report:
     `property_examples`: timelines generated per protocol to search for a counterexample to
     its declared properties (0 skips the search; None uses the default)."""
     domain = _domain(protocol)
+    too_complex: set[str] = set()
     findings = [
-        *gaps(protocol, domain),
-        *shadowed(protocol, domain),
+        *gaps(protocol, domain, too_complex),
+        *shadowed(protocol, domain, too_complex),
+        *(_too_complex(name) for name in protocol.states if name in too_complex),
         *graph(protocol),
         *dose_bounds(protocol),
     ]
@@ -224,8 +235,11 @@ def _meet(
 ) -> list[Region]:
     """Boxes narrowed by a guard (or its negation), keeping only the feasible ones."""
     narrowed = []
+    conjunctions = dnf(guard, negated)
+    if len(boxes) * len(conjunctions) > MAX_PAIRS:
+        raise TooComplex(f"more than {MAX_PAIRS} pairs of cases")
     for box in boxes:
-        for conjunction in dnf(guard, negated):
+        for conjunction in conjunctions:
             combined = region(conjunction, start=box)
             if combined is not None and _feasible(protocol, combined, domain):
                 narrowed.append(combined)
@@ -247,16 +261,35 @@ def _point(protocol: Protocol, box: Region, domain: Domain) -> str:
     return describe_point(witness(chosen), protocol.scope)
 
 
-def gaps(protocol: Protocol, domain: Domain) -> Iterator[Finding]:
-    """States that must decide (no 'stay') where some input meets no rule."""
+def _too_complex(state: str) -> Finding:
+    return Finding(
+        "too complex",
+        "error",
+        f"states.{state}",
+        f"too complex to analyse: the guards of {state} multiply into more than {MAX_CASES} "
+        "cases, so gaps and shadowed rules were not checked there; simplify them (fewer 'or' "
+        "inside 'and', or definitions)",
+    )
+
+
+def gaps(
+    protocol: Protocol, domain: Domain, too_complex: set[str] | None = None
+) -> Iterator[Finding]:
+    """States that must decide (no 'stay') where some input meets no rule. States whose
+    guards are too complex to analyse are added to `too_complex`."""
     for name, state in protocol.states.items():
         if state.stay is not None or state.final:
             continue
         remaining: list[Region] = [{}]
-        for transition in state.transitions:
-            remaining = _meet(protocol, remaining, transition.when, domain, negated=True)
-            if not remaining:
-                break
+        try:
+            for transition in state.transitions:
+                remaining = _meet(protocol, remaining, transition.when, domain, negated=True)
+                if not remaining:
+                    break
+        except TooComplex:
+            if too_complex is not None:
+                too_complex.add(name)
+            continue
         if remaining:
             yield Finding(
                 "gap",
@@ -267,34 +300,45 @@ def gaps(protocol: Protocol, domain: Domain) -> Iterator[Finding]:
             )
 
 
-def shadowed(protocol: Protocol, domain: Domain) -> Iterator[Finding]:
+def shadowed(
+    protocol: Protocol, domain: Domain, too_complex: set[str] | None = None
+) -> Iterator[Finding]:
     """Rules that never fire: unsatisfiable, or always beaten by higher-priority rules."""
-    for name, state in protocol.states.items():
-        for index, transition in enumerate(state.transitions):
-            where = f"states.{name}.transitions[{index}]"
-            own = _boxes(protocol, transition.when, domain)
+    for name in protocol.states:
+        try:
+            yield from _shadowed_in(protocol, name, domain)
+        except TooComplex:
+            if too_complex is not None:
+                too_complex.add(name)
+
+
+def _shadowed_in(protocol: Protocol, name: str, domain: Domain) -> Iterator[Finding]:
+    state = protocol.states[name]
+    for index, transition in enumerate(state.transitions):
+        where = f"states.{name}.transitions[{index}]"
+        own = _boxes(protocol, transition.when, domain)
+        if not own:
+            yield Finding(
+                "unsatisfiable",
+                "error",
+                where,
+                f"rule '{transition.rule}' can never apply: '{transition.when_text}' "
+                "holds for no input",
+            )
+            continue
+        higher = [t for t in state.transitions if t.priority > transition.priority]
+        for other in higher:
+            own = _meet(protocol, own, other.when, domain, negated=True)
             if not own:
+                beaten = ", ".join(f"'{t.rule}'" for t in higher)
                 yield Finding(
-                    "unsatisfiable",
+                    "shadowed",
                     "error",
                     where,
-                    f"rule '{transition.rule}' can never apply: '{transition.when_text}' "
-                    "holds for no input",
+                    f"rule '{transition.rule}' never fires: higher-priority rules "
+                    f"({beaten}) apply whenever it does",
                 )
-                continue
-            higher = [t for t in state.transitions if t.priority > transition.priority]
-            for other in higher:
-                own = _meet(protocol, own, other.when, domain, negated=True)
-                if not own:
-                    beaten = ", ".join(f"'{t.rule}'" for t in higher)
-                    yield Finding(
-                        "shadowed",
-                        "error",
-                        where,
-                        f"rule '{transition.rule}' never fires: higher-priority rules "
-                        f"({beaten}) apply whenever it does",
-                    )
-                    break
+                break
 
 
 # ---------------------------------------------------------------- graph and dose bounds

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from itertools import combinations
 
-from dosing.analysis import common_region, witness
+from dosing.analysis import TooComplex, common_region, witness
 from dosing.errors import ProtocolError
-from dosing.guards import NameType, QuantityType
+from dosing.guards import Comparison, Guard, NameType, QuantityType, comparisons_in
 from dosing.model import Protocol
 from dosing.units import format_number
 
@@ -59,8 +59,53 @@ def check_protocol(protocol: Protocol, error_at: ErrorAt) -> None:
             f"there are unreachable states: {', '.join(unreachable)} "
             f"(no transition from '{initial[0]}' leads to them)",
         )
+    _check_thresholds(protocol, error_at)
     _check_overlaps(protocol, error_at)
     _check_dose_limit(protocol, error_at)
+
+
+def _guards(protocol: Protocol) -> Iterator[tuple[str, Guard]]:
+    """Every guard of the protocol, with its path in the file."""
+    for name, state in protocol.states.items():
+        for index, transition in enumerate(state.transitions):
+            yield f"states.{name}.transitions[{index}].when", transition.when
+        for index, monitoring in enumerate(state.monitoring):
+            if monitoring.when is not None:
+                yield f"states.{name}.monitoring[{index}].when", monitoring.when
+
+
+def _check_thresholds(protocol: Protocol, error_at: ErrorAt) -> None:
+    """A threshold no real value could be near is a misread number or unit (1.5 x10^09/L once
+    read as 1.5e-8): the protocol does not load."""
+    for path, guard in _guards(protocol):
+        for atom in comparisons_in(guard):
+            reading = protocol.readings.get(atom.subject)
+            if not isinstance(atom, Comparison) or reading is None:
+                continue
+            if atom.reference is None:
+                threshold = atom.factor
+            elif atom.reference in protocol.constants:
+                threshold = atom.factor * protocol.constants[atom.reference]
+            else:
+                continue  # a multiple of the patient's own reference value (alt > 3 * alt_uln)
+            if reading.plausible(threshold):
+                continue
+            unit = reading.unit
+            if reading.low <= threshold <= reading.high:
+                why = (
+                    f"is above 0 but below the smallest plausible {atom.subject}, "
+                    f"{format_number(reading.smallest)} {unit}"
+                )
+            else:
+                why = (
+                    f"is outside the plausible range of {atom.subject}, "
+                    f"{format_number(reading.low)}-{format_number(reading.high)} {unit}"
+                )
+            raise error_at(
+                path,
+                f"'{atom.text}': the threshold {format_number(threshold, 12)} {unit} {why}; "
+                "check the number and its unit",
+            )
 
 
 def _check_overlaps(protocol: Protocol, error_at: ErrorAt) -> None:
@@ -69,7 +114,15 @@ def _check_overlaps(protocol: Protocol, error_at: ErrorAt) -> None:
         for (_i, first), (j, second) in combinations(indexed, 2):
             if first.priority != second.priority:
                 continue
-            box = common_region(first.when, second.when)
+            try:
+                box = common_region(first.when, second.when)
+            except TooComplex:
+                raise error_at(
+                    f"states.{name}.transitions[{j}]",
+                    f"rules '{first.rule}' and '{second.rule}' have equal priority "
+                    f"{first.priority}, and their guards are too complex to show that they never "
+                    "both apply; give one a higher priority or simplify them",
+                ) from None
             if box is not None:
                 example = describe_point(witness(box), protocol.scope)
                 raise error_at(

@@ -8,18 +8,19 @@ patient data) and exits 70.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
 import typer
 
 from dosing import catalog
 from dosing.errors import Cancelled, DosingError, ObservationError
 from dosing.observations import Observation, read_memory, read_observation
-from dosing.patient import PatientRecord
+from dosing.patient import FIRST_DATE, LAST_DATE, PLACEHOLDER, PatientRecord
 
 if TYPE_CHECKING:
     from dosing.store import Store
@@ -51,9 +52,12 @@ def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
 
 def _date(text: str, what: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text.strip())
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise ObservationError(f"{what} '{text}' is not a date; write YYYY-MM-DD") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise ObservationError(f"{what} '{text}': {PLACEHOLDER}")
+    return day
 
 
 @app.command()
@@ -63,13 +67,15 @@ def protocols() -> None:
     Example: [cyan]dosing protocols[/]
     """
     from rich.table import Table
+    from rich.text import Text
 
     from dosing.output import console
 
     table = Table("id", "title", "version", "states")
     for protocol_id in catalog.shipped_ids():
         protocol = catalog.load(protocol_id)
-        table.add_row(protocol.id, protocol.title, protocol.version, str(len(protocol.states)))
+        cells = (protocol.id, protocol.title, protocol.version, str(len(protocol.states)))
+        table.add_row(*map(Text, cells))
     console.print(table)
 
 
@@ -105,11 +111,18 @@ def show(
     text = mermaid(loaded) if output_format == "mermaid" else dot(loaded)
     if output is None:
         sys.stdout.write(text)
-    elif output_format == "dot" and output.suffix.lower() in (".svg", ".png", ".pdf"):
+        return
+    from dosing.files import check_writable, write_failed
+
+    check_writable(output, "--output")
+    if output_format == "dot" and output.suffix.lower() in (".svg", ".png", ".pdf"):
         _render(text, output)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
-        console.print(f"Wrote {output}")
+    except OSError as error:
+        raise write_failed("--output", output, error) from None
+    console.print(f"Wrote {output}", markup=False)
 
 
 def _render(source: str, output: Path) -> None:
@@ -121,8 +134,13 @@ def _render(source: str, output: Path) -> None:
 
     program = shutil.which("dot")
     if program is None:
+        from dosing.files import write_failed
+
         fallback = output.with_suffix(".dot")
-        fallback.write_text(source, encoding="utf-8")
+        try:
+            fallback.write_text(source, encoding="utf-8")
+        except OSError as error:
+            raise write_failed("--output", fallback, error) from None
         error_console.print(
             f"Graphviz is not installed, so {output} was not drawn; the DOT source is in "
             f"{fallback}. Install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
@@ -136,7 +154,7 @@ def _render(source: str, output: Path) -> None:
     )
     if result.returncode != 0:
         raise ObservationError(f"Graphviz could not draw {output}: {result.stderr.strip()}")
-    console.print(f"Wrote {output}")
+    console.print(f"Wrote {output}", markup=False)
 
 
 @app.command()
@@ -401,7 +419,7 @@ def diff_command(
             "date",
             "old decision",
             "new decision",
-            title=f"Decisions that differ on {timeline}",
+            title=Text(f"Decisions that differ on {timeline}"),
             title_justify="left",
         )
         for visit in changed:
@@ -516,6 +534,10 @@ def history(
     """
     from dosing.history import show_history
 
+    if plot is not None:
+        from dosing.files import check_writable
+
+        check_writable(plot, "--plot")
     with _open_store(db) as store:
         show_history(store, catalog.load, patient, output_format, plot)
 
@@ -544,10 +566,60 @@ def import_timeline(
         raise Cancelled("the import was interrupted before it began; nothing was stored") from None
 
 
+# What an internal error means for each command: only step and visit give doses.
+_AFTER_A_CRASH = {
+    "step": "no dose was given",
+    "visit": "no dose was given, and the visit may not have been recorded (see dosing history)",
+    "replay": "the replay did not finish, so its output is incomplete",
+    "import-timeline": "the import did not finish (see dosing patients)",
+    "check": "the check did not finish",
+    "diff": "the comparison did not finish",
+}
+EX_IOERR = 74
+"""Exit code when the results could not be written (a full disk, a closed pipe)."""
+
+
+# A write that failed for want of room or of a reader; with no file named, it is standard
+# output (every file a command writes is named in its own message).
+_WRITE_FAILURES = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EPIPE", "EBADF")
+    if hasattr(errno, name)
+)
+
+
+def _command() -> str:
+    return next((word for word in sys.argv[1:] if not word.startswith("-")), "")
+
+
+def _stdout_failed(error: OSError) -> NoReturn:
+    """Standard output cannot be written (/dev/full, a closed pipe): say so once and stop,
+    without Python's own complaint when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    if error.errno == errno.EPIPE:  # the reader went away (| head): nothing to tell it
+        raise SystemExit(128 + 13) from None
+    sys.stderr.write(f"error: cannot write to standard output: {error.strerror or error}\n")
+    raise SystemExit(EX_IOERR) from None
+
+
 def main() -> None:
     """Entry point: run the app and turn errors into one-line messages."""
+    if sys.stdout is None:  # started with standard output closed (>&-)
+        sys.stderr.write("error: cannot write to standard output: it is closed\n")
+        raise SystemExit(EX_IOERR)
     try:
-        app()
+        try:
+            app()
+        finally:
+            sys.stdout.flush()
+    except OSError as error:
+        if error.filename is None and error.errno in _WRITE_FAILURES:
+            _stdout_failed(error)  # a write to a named file is reported by its command
+        _internal_error(error)
     except KeyboardInterrupt:
         sys.stderr.write("cancelled: nothing was stored\n")
         raise SystemExit(130) from None
@@ -560,11 +632,17 @@ def main() -> None:
         show_error(str(error))
         raise SystemExit(2) from None
     except Exception as error:
-        if os.environ.get("DOSING_DEBUG"):
-            raise
-        # The last line of defence: the type only, never values, which may be patient data.
-        sys.stderr.write(
-            f"error: internal error ({type(error).__name__}); no dose was given. "
-            "Please report it with the command you ran (set DOSING_DEBUG=1 for details).\n"
-        )
-        raise SystemExit(70) from None
+        _internal_error(error)
+
+
+def _internal_error(error: Exception) -> NoReturn:
+    """The last line of defence: the type only, never values, which may be patient data."""
+    if os.environ.get("DOSING_DEBUG"):
+        raise error
+    consequence = _AFTER_A_CRASH.get(_command())
+    sys.stderr.write(
+        f"error: internal error ({type(error).__name__})"
+        + (f"; {consequence}" if consequence else "")
+        + ". Please report it with the command you ran (set DOSING_DEBUG=1 for details).\n"
+    )
+    raise SystemExit(70) from None

@@ -704,5 +704,13 @@ class _Decider:
                 # A duration is exact (a month is a Julian year / 12 = 30.4375 days, as in
                 # the guards); the check falls on the first whole day it has fully elapsed, so
                 # a patient seen on that date meets a guard written with the same duration.
-                return self.visit + dt.timedelta(days=math.ceil(monitoring.every_days))
+                days = math.ceil(monitoring.every_days)
+                try:
+                    return self.visit + dt.timedelta(days=days)
+                except OverflowError:
+                    raise EngineError(
+                        f"the next check, {days} days after {self.visit}, would fall after "
+                        f"{dt.date.max}, the last date dosing can count to; is {self.visit} a "
+                        "placeholder date?"
+                    ) from None
         return None

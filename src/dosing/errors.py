@@ -35,3 +35,8 @@ class EngineError(DosingError):
 
 class TimelineError(DosingError):
     """A timeline file cannot be read at all (no header, unknown columns)."""
+
+
+class OutputError(DosingError):
+    """A result cannot be written where it was asked to go (a directory, no such folder, no
+    permission, a full disk)."""

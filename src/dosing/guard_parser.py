@@ -17,6 +17,7 @@ from fractions import Fraction
 
 import attrs
 
+from dosing.characters import foreign, shown
 from dosing.errors import GuardSyntaxError, ProtocolError, UnitError
 from dosing.guards import (
     CategoryType,
@@ -33,7 +34,7 @@ from dosing.guards import (
     Scope,
     Tally,
 )
-from dosing.units import conversion
+from dosing.units import MAX_DIGITS, conversion
 from dosing.vocabulary import VOCABULARY, Quantitative
 
 # ---------------------------------------------------------------------------- syntax
@@ -113,15 +114,20 @@ Syntax = Cmp | Member | Truthy | AllOf | AnyOf | Negation
 
 _TOKEN = re.compile(
     r"""\s*(?:
-      (?P<number>\d+(?:\.\d+)?|\.\d+)
-        (?:\s*(?P<unit>(?:[xX\u00d7]?10(?:\^|\*\*?)\d+)?(?:/|[A-Za-zµμ°%])[^\s()\[\],<>=!]*))?
+      (?P<number>[0-9]+(?:\.[0-9]+)?)
+        (?:\s*(?P<unit>(?:[xX\u00d7]?10(?:\^|\*\*?)[0-9]+)?(?:/|[A-Za-zµμ°%])[^\s()\[\],<>=!]*))?
     | (?P<op><=|>=|==|!=|<|>|=)
     | (?P<punct>[()\[\],*])
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     )""",
     re.VERBOSE,
 )
+_SPACE = re.compile(r"\s*")
 _KEYWORDS = {"and", "or", "not", "in"}
+MAX_DEPTH = 32
+"""Parentheses, not and count(...) inside one another: real guards use three or four."""
+MAX_CONDITIONS = 1000
+"""Comparisons in one guard once its definitions are written out: real guards use a dozen."""
 
 
 @attrs.frozen
@@ -133,18 +139,22 @@ class _Token:
     end: int
 
 
-_NUMBER_ALONE = re.compile(r"\s*(?P<number>\d+(?:\.\d+)?|\.\d+)")
+_NUMBER_ALONE = re.compile(r"\s*(?P<number>[0-9]+(?:\.[0-9]+)?)")
 
 
 def _tokenize(source: str) -> list[_Token]:
+    """Tokens in one pass over the text (a megabyte of guard once took minutes)."""
     tokens: list[_Token] = []
-    position = 0
-    while source[position:].strip():
+    position = _SPACE.match(source).end()  # type: ignore[union-attr]
+    while position < len(source):
         match = _TOKEN.match(source, position)
         if match is None:
-            column = position + len(source[position:]) - len(source[position:].lstrip())
+            raise GuardSyntaxError(_unexpected(source, position))
+        if match.group("number") and len(match.group("number")) > MAX_DIGITS + 1:
+            digits = sum(char.isdigit() for char in match.group("number"))
             raise GuardSyntaxError(
-                f"unexpected '{source[column]}' at column {column + 1} in '{source}'"
+                f"a number of {digits} digits at column {match.start('number') + 1} is not a "
+                f"threshold; dosing reads at most {MAX_DIGITS} digits"
             )
         unit = match.group("unit")
         if unit is not None and unit in _KEYWORDS:
@@ -157,8 +167,23 @@ def _tokenize(source: str) -> list[_Token]:
         if kind == "name" and text in _KEYWORDS:
             kind = text
         tokens.append(_Token(kind, text, unit, at, match.end()))
-        position = match.end()
+        position = _SPACE.match(source, match.end()).end()  # type: ignore[union-attr]
     return tokens
+
+
+def _unexpected(source: str, column: int) -> str:
+    char = source[column]
+    where = f"column {column + 1} in '{shown(source, 200)}'"
+    if not char.isascii():
+        return f"{foreign(char)} ({where})"
+    if re.match(r"\.[0-9]", source[column:]):
+        number = re.match(r"\.[0-9]+", source[column:])
+        assert number is not None
+        return (
+            f"'{number.group()}' at column {column + 1} starts with a decimal point; write "
+            f"0{number.group()} (in '{shown(source, 200)}')"
+        )
+    return f"unexpected '{char}' at {where}"
 
 
 Definitions = Mapping[str, "Syntax | CountOf"]
@@ -170,14 +195,44 @@ class _Parser:
         self.tokens = _tokenize(source)
         self.index = 0
         self.definitions = definitions
+        self.depth = 0
+        self.conditions = 0
+        self._sizes: dict[int, tuple[int, int]] = {}
+
+    def deeper(self, levels: int = 1) -> None:
+        """Go `levels` deeper (a parenthesis, a not, a count, a definition's own depth)."""
+        self.depth += levels
+        if self.depth > MAX_DEPTH:
+            token = self.tokens[min(self.index, len(self.tokens) - 1)]
+            raise GuardSyntaxError(
+                f"the guard nests more than {MAX_DEPTH} levels deep (parentheses, not, count) at "
+                f"column {token.at + 1}; write it more simply"
+            )
+
+    def counted(self, conditions: int) -> None:
+        self.conditions += conditions
+        if self.conditions > MAX_CONDITIONS:
+            raise GuardSyntaxError(
+                f"the guard has more than {MAX_CONDITIONS} conditions once its definitions are "
+                "written out; split it into simpler rules"
+            )
+
+    def inline(self, defined: Syntax | CountOf) -> None:
+        """Account for a definition written out here: its conditions and its depth."""
+        conditions, depth = _size(defined, self._sizes)
+        self.counted(conditions)
+        self.deeper(depth)
+        self.depth -= depth
 
     def fail(self, expected: str) -> GuardSyntaxError:
         if self.index < len(self.tokens):
             token = self.tokens[self.index]
-            found = f"'{token.text or token.kind}' at column {token.at + 1}"
+            found = f"'{shown(token.text or token.kind)}' at column {token.at + 1}"
         else:
             found = "the end"
-        return GuardSyntaxError(f"expected {expected} but found {found} in '{self.source}'")
+        return GuardSyntaxError(
+            f"expected {expected} but found {found} in '{shown(self.source, 200)}'"
+        )
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -211,11 +266,16 @@ class _Parser:
 
     def unary(self) -> Syntax:
         if self.take("not"):
-            return Negation(self.unary())
+            self.deeper()
+            negated = Negation(self.unary())
+            self.depth -= 1
+            return negated
         if self.take("punct", "("):
+            self.deeper()
             inner = self.either()
             if not self.take("punct", ")"):
                 raise self.fail("')'")
+            self.depth -= 1
             return inner
         return self.condition()
 
@@ -227,6 +287,7 @@ class _Parser:
             self.index += 1
             right = self.operand()
             op = "==" if token.text == "=" else token.text
+            self.counted(1)
             return Cmp(op, left, right, self._text_from(start))
         negated = token is not None and token.kind == "not"
         if (
@@ -238,11 +299,14 @@ class _Parser:
         if self.take("in"):
             if not isinstance(left, Ref):
                 raise self.fail("a name before 'in'")
+            self.counted(1)
             return Member(left, self.word_list(), negated, self._text_from(start))
         if isinstance(left, Ref):
             defined = self.definitions.get(left.name)
             if defined is not None and not isinstance(defined, CountOf):
+                self.inline(defined)
                 return defined
+            self.counted(1)
             return Truthy(left, left.name)
         raise self.fail("a comparison (<, <=, >, >=, ==, !=) after the number")
 
@@ -285,6 +349,7 @@ class _Parser:
             self.index += 1
             defined = self.definitions.get(token.text)
             if isinstance(defined, CountOf):
+                self.inline(defined)
                 return attrs.evolve(defined, text=token.text)  # reasons name the definition
             if self.take("punct", "*"):
                 number = self.take("number")
@@ -312,11 +377,13 @@ class _Parser:
     def count(self) -> CountOf:
         start = self.peek()
         self.index += 2  # 'count' '('
+        self.deeper()
         items = [self.either()]
         while self.take("punct", ","):
             items.append(self.either())
         if not self.take("punct", ")"):
             raise self.fail("',' or ')' in count(...)")
+        self.depth -= 1
         return CountOf(tuple(items), self._text_from(start))
 
     def _text_of(self, token: _Token) -> str:
@@ -325,6 +392,31 @@ class _Parser:
     def _text_from(self, start: _Token | None) -> str:
         begin = start.at if start else 0
         return " ".join(self.source[begin : self.tokens[self.index - 1].end].split())
+
+
+def _size(tree: Syntax | CountOf | Operand, known: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(conditions written out, depth) of a parsed tree; shared subtrees are measured once."""
+    key = id(tree)
+    if key in known:
+        return known[key]
+    children: tuple[Syntax | CountOf | Operand, ...]
+    if isinstance(tree, AllOf | AnyOf | CountOf):
+        children = tree.items
+    elif isinstance(tree, Negation):
+        children = (tree.item,)
+    elif isinstance(tree, Cmp):
+        children = (tree.left, tree.right)
+    else:
+        children = ()
+    own = 1 if isinstance(tree, Cmp | Member | Truthy) else 0
+    parts = [_size(child, known) for child in children]
+    level = 1 if isinstance(tree, AllOf | AnyOf | Negation | CountOf) else 0
+    size = (
+        own + sum(conditions for conditions, _ in parts),
+        level + max((depth for _, depth in parts), default=0),
+    )
+    known[key] = size
+    return size
 
 
 def parse(source: str, definitions: Definitions | None = None) -> Syntax:
@@ -341,7 +433,7 @@ def parse_definition(source: str, definitions: Definitions) -> Syntax | CountOf:
         counted = parser.count()
         if parser.peek() is None:
             return counted
-        parser.index = 0
+        parser.index = parser.depth = parser.conditions = 0
     return parser.parse()
 
 

@@ -73,6 +73,12 @@ class Reading:
     """Unit of a bare number (age in years); None means a unit is required."""
     spellings: Mapping[str, Conversion] = attrs.Factory(dict)
     """Every known spelling that converts to `unit`, resolved when the protocol is compiled."""
+    smallest: Fraction = Fraction(0)
+    """The smallest plausible value above 0, in `unit` (0: any value in the range)."""
+
+    def plausible(self, value: Fraction) -> bool:
+        """Within the range, and not a sliver above 0 that no lab reports."""
+        return self.low <= value <= self.high and not 0 < value < self.smallest
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import attrs
 
-from dosing.analysis import uncovered_common_region
+from dosing.analysis import TooComplex, uncovered_common_region
 from dosing.check import Finding
 from dosing.errors import DosingError
 from dosing.guards import (
@@ -225,18 +225,9 @@ def mutants(protocol: Protocol) -> Iterator[Mutant]:
             for later in range(index + 1, len(state.transitions)):
                 partner = state.transitions[later]
                 top = max(transition.priority, partner.priority)
-                above = [
-                    _resolved(protocol, rule.when)
-                    for rule in state.transitions
-                    if rule.priority > top
-                ]
-                if partner.priority != transition.priority and (
-                    uncovered_common_region(
-                        _resolved(protocol, transition.when),
-                        _resolved(protocol, partner.when),
-                        above,
-                    )
-                    is not None
+                above = [rule.when for rule in state.transitions if rule.priority > top]
+                if partner.priority != transition.priority and _may_both_decide(
+                    protocol, transition.when, partner.when, above
                 ):  # rules that never both decide (a higher rule takes every visit where
                     # both apply): swapping their priorities changes no decision
                     transitions = list(state.transitions)
@@ -317,6 +308,20 @@ def _replace_transition(protocol: Protocol, state: State, index: int, new: Trans
 def _replace(guard: Guard, old: Comparison, new: Comparison) -> Guard:
     """The guard with one atom (by identity) replaced."""
     return map_comparisons(guard, lambda atom: new if atom is old else atom)
+
+
+def _may_both_decide(protocol: Protocol, first: Guard, second: Guard, above: list[Guard]) -> bool:
+    """Whether some input meets both guards and none of `above` (assumed so when too
+    complex to tell)."""
+    try:
+        region = uncovered_common_region(
+            _resolved(protocol, first),
+            _resolved(protocol, second),
+            [_resolved(protocol, guard) for guard in above],
+        )
+    except TooComplex:
+        return True
+    return region is not None
 
 
 def _resolved(protocol: Protocol, guard: Guard) -> Guard:

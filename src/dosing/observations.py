@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from fractions import Fraction
 
 import attrs
 
+from dosing.characters import shown
 from dosing.errors import ObservationError, UnitError
 from dosing.model import Protocol, Reading
 from dosing.units import Conversion, accepted_spellings, conversion, format_number, split_value
@@ -31,8 +33,8 @@ def read_memory(protocol: Protocol, name: str, text: str) -> Fraction | str:
         raise ObservationError(f"memory {name}: {protocol.id} remembers {known}")
     text = text.strip()
     if slot.kind == "count":
-        if not text.isdigit():
-            raise ObservationError(f"memory {name}={text}: expected a whole number")
+        if not re.fullmatch("[0-9]{1,9}", text):
+            raise ObservationError(f"memory {name}={shown(text)}: expected a whole number")
         return Fraction(int(text))
     if slot.kind == "state":
         if text != "none" and text not in protocol.states:
@@ -70,6 +72,7 @@ def reading_for(protocol: Protocol | None, entry: Observable) -> Reading:
         measure.high,
         measure.molar_mass,
         measure.bare_unit,
+        smallest=measure.smallest,
     )
 
 
@@ -142,7 +145,7 @@ class ObservationReader:
             number, spelled = split_value(text)
         except UnitError as error:
             raise ObservationError(
-                f"{entry.name}={text}: {error}; expected a number and a unit ({accepted()})"
+                f"{entry.name}={shown(text)}: {error}; expected a number and a unit ({accepted()})"
             ) from None
         if not spelled:
             if reading.bare_unit is None:
@@ -165,7 +168,14 @@ class ObservationReader:
                     ) from None
             self._units[(entry.name, spelled)] = to_unit
         value = to_unit.apply(number)
-        if not self.accept_implausible and not reading.low <= value <= reading.high:
+        if not self.accept_implausible and not reading.plausible(value):
+            if reading.low <= value <= reading.high:
+                raise ObservationError(
+                    f"{entry.name}={text}: {format_number(value, 6)} {reading.unit} is above 0 "
+                    f"but below the smallest plausible value, {format_number(reading.smallest)} "
+                    f"{reading.unit}; check for a typo, or accept it knowingly "
+                    "(--accept-implausible)"
+                )
             raise ObservationError(
                 f"{entry.name}={text}: {format_number(value)} {reading.unit} is outside the "
                 f"plausible range {format_number(reading.low)}-{format_number(reading.high)} "

@@ -31,10 +31,9 @@ _ACTION_STYLE = {
 
 
 def error(message: str) -> None:
-    """One line on stderr, no traceback."""
-    error_console.print(
-        f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True
-    )
+    """One line on stderr, no traceback. The message is plain text: it quotes what the user
+    typed, where '[red]' is a value to show, not markup ('[/]' once crashed the error path)."""
+    error_console.print(Text.assemble(("error:", "bold red"), f" {message}"), soft_wrap=True)
 
 
 def _bullets(mark: str, lines: tuple[str, ...], style: str) -> Table:
@@ -97,7 +96,7 @@ def decision_panel(decision: Decision) -> Panel:
     title = f"{decision.protocol} {decision.protocol_version} · {decision.date}"
     if decision.patient_id:
         title = f"{decision.patient_id} · {title}"
-    return Panel(Group(*parts), title=title, title_align="left", expand=False)
+    return Panel(Group(*parts), title=Text(title), title_align="left", expand=False)
 
 
 def dose_text(spec: DoseSpec) -> str:
@@ -128,7 +127,9 @@ def protocol_tables(protocol: Protocol) -> Group:
         marks = " (initial)" if state.initial else " (final)" if state.final else ""
         recheck = ", ".join(format_number(m.every_days, 1) for m in state.monitoring) or "-"
         doses = "\n".join(dose_text(d) for d in state.doses) or "none"
-        states.add_row(state.name + marks, doses, state.stay or "refer (must decide)", recheck)
+        states.add_row(
+            *map(Text, (state.name + marks, doses, state.stay or "refer (must decide)", recheck))
+        )
     rules = Tree(Text("Transitions (higher priority first)", style="bold"))
     for state in protocol.states.values():
         branch = rules.add(Text.assemble((state.name, "bold"), ("  " + state.source, "dim")))
@@ -146,17 +147,17 @@ def protocol_tables(protocol: Protocol) -> Group:
     for lab in protocol.labs.values():
         uln = f"{format_number(lab.uln_default)} {lab.unit}" if lab.uln_default is not None else "-"
         plausible = f"{format_number(lab.low)}-{format_number(lab.high)}"
-        inputs.add_row(lab.name, lab.unit, plausible, f"{lab.max_age_days} d", uln)
+        inputs.add_row(*map(Text, (lab.name, lab.unit, plausible, f"{lab.max_age_days} d", uln)))
     for name in (*protocol.facts, *protocol.assessments):
         kind = protocol.scope[name]
         unit = (
             kind.unit if isinstance(kind, QuantityType) else "/".join(getattr(kind, "values", ()))
         )
-        inputs.add_row(name, unit, "", "", "")
+        inputs.add_row(Text(name), Text(unit), "", "", "")
     parameters = Table(title="Site parameters (the sources are silent)", title_justify="left")
     parameters.add_column("name", no_wrap=True)
     parameters.add_column("value", no_wrap=True)
     parameters.add_column("note")
     for parameter in protocol.parameters.values():
-        parameters.add_row(parameter.name, parameter.value, parameter.note)
+        parameters.add_row(*map(Text, (parameter.name, parameter.value, parameter.note)))
     return Group(header, states, rules, inputs, parameters)

@@ -10,6 +10,15 @@ import attrs
 
 from dosing.observations import Observation
 
+FIRST_DATE = dt.date(1901, 1, 1)
+LAST_DATE = dt.date(2199, 12, 31)
+"""Dates of a course outside these are placeholders (lab exports write 9999-12-31 or
+1900-01-01 for 'none'), never visits; and the engine could not date a next check after them."""
+PLACEHOLDER = (
+    "not a plausible visit date (placeholders such as 9999-12-31 and 1900-01-01 are not "
+    f"visits); expected a date from {FIRST_DATE.year} to {LAST_DATE.year}"
+)
+
 
 @attrs.frozen
 class PatientRecord:

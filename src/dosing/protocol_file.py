@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any, Literal
 
 import attrs
 import cattrs
-import yaml
-from cattrs.gen import make_dict_structure_fn, override
+import cattrs.cols
+import cattrs.gen
+import cattrs.v
 
 from dosing import guards
+from dosing.characters import shown
 from dosing.checks import DOSES_PER_DAY
 from dosing.errors import DosingError, ProtocolError, UnitError
 from dosing.guard_parser import CountOf, Syntax, bind, compile_guard, parse_definition
@@ -45,7 +48,8 @@ from dosing.model import (
     State,
     Transition,
 )
-from dosing.units import KNOWN_SPELLINGS, conversion, format_number, split_value
+from dosing.protocol_yaml import read_yaml
+from dosing.units import KNOWN_SPELLINGS, conversion, format_number, parse_number, split_value
 from dosing.vocabulary import VOCABULARY, Categorical, Quantitative, category_value, observable
 
 # ---------------------------------------------------------------------------- the file's shape
@@ -259,57 +263,113 @@ class ProtocolEntry:
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
-def _keyed(cls: type) -> None:
-    """Fields whose YAML key is a Python keyword ('while', 'except') carry it as metadata."""
+class _WrongType(ValueError):
+    """A value of the wrong type in the file: refused, never coerced (priority: 1.5 once
+    became 1, id: [x] became the text "['x']", initial: no became true)."""
+
+
+def _found(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"'{shown(value)}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return shown(str(value))
+
+
+def _text(value: object, _: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a whole number where text is read (a lab typed as 45)
+    raise _WrongType(f"expected text, found {_found(value)}")
+
+
+def _whole(value: object, _: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _WrongType(f"expected a whole number, found {_found(value)}")
+
+
+def _flag(value: object, _: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _WrongType(f"expected true or false, found {_found(value)}")
+
+
+def _only(kind: type, words: str, factory: Callable[[Any], Callable[[Any, Any], Any]]) -> Any:
+    """A hook factory that refuses anything but `kind`, then structures as cattrs would."""
+
+    def make(target: Any) -> Callable[[Any, Any], Any]:
+        inner = factory(target)
+
+        def structure(value: Any, type_: Any) -> Any:
+            if not isinstance(value, kind):
+                raise _WrongType(f"expected {words}, found {_found(value)}")
+            return inner(value, type_)
+
+        return structure
+
+    return make
+
+
+def _origin(type_: Any) -> Any:
+    return typing.get_origin(type_)
+
+
+_converter.register_structure_hook(str, _text)
+_converter.register_structure_hook(int, _whole)
+_converter.register_structure_hook(bool, _flag)
+_converter.register_structure_hook_factory(
+    lambda t: _origin(t) is list,
+    _only(list, "a list", lambda t: cattrs.cols.list_structure_factory(t, _converter)),
+)
+_converter.register_structure_hook_factory(
+    lambda t: _origin(t) is dict,
+    _only(dict, "a mapping", lambda t: cattrs.cols.mapping_structure_factory(t, _converter)),
+)
+_converter.register_structure_hook_factory(
+    attrs.has,
+    _only(
+        dict,
+        "a mapping",
+        lambda t: _structure_entry(t),
+    ),
+)
+
+
+def _structure_entry(cls: type) -> Any:
+    """An entry's structure function: extra keys refused; a field whose YAML key is a Python
+    keyword ('while', 'except') reads that key, named in its metadata."""
     renames = {
-        field.name: override(rename=field.metadata["key"])
+        field.name: cattrs.gen.override(rename=field.metadata["key"])
         for field in attrs.fields(cls)
         if "key" in field.metadata
     }
-    hook: Any = make_dict_structure_fn(
+    return cattrs.gen.make_dict_structure_fn(
         cls,
         _converter,
         _cattrs_forbid_extra_keys=True,
         **renames,  # type: ignore[arg-type]
     )
-    _converter.register_structure_hook(cls, hook)
 
 
-_keyed(InvariantEntry)
+def _message(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, _WrongType):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
 
 # ---------------------------------------------------------------------------- read
 
 
-_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_SafeBase):  # type: ignore[valid-type,misc]
-    """Safe YAML (libyaml when present) that leaves yes/no and dates as text: answers and days."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    key: [
-        (tag, rx)
-        for tag, rx in resolvers
-        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
-    ]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _line_map(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = f"{path}.{key.value}" if path else str(key.value)
-            _line_map(value, child, lines)
-            lines[child] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _line_map(item, f"{path}[{index}]", lines)
+_PARENT = re.compile(r"(\.?[^.\[\]]*|\[[0-9]+\])$")
+"""The last step of a path ('.key', 'key' at the top, or '[index]'): removed to get its parent."""
 
 
 @attrs.define
@@ -320,8 +380,11 @@ class _Where:
     lines: dict[str, int]
 
     def line(self, path: str) -> int:
+        """The line of `path`, or of its nearest ancestor in the file (a missing key's
+        mapping)."""
         while path and path not in self.lines:
-            path = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", path)
+            parent = _PARENT.sub("", path, count=1)
+            path = parent if parent != path else ""
         return self.lines.get(path, 1)
 
     def error(self, path: str, message: str) -> ProtocolError:
@@ -329,22 +392,9 @@ class _Where:
 
 
 def _read(text: str, name: str) -> tuple[Any, _Where]:
-    try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise ProtocolError(f"{name}:{line}: not valid YAML: {error.problem}") from None
+    data, lines = read_yaml(text, name)
     if not isinstance(data, dict):
         raise ProtocolError(f"{name}:1: a protocol file is a mapping with id, title, states ...")
-    lines: dict[str, int] = {}
-    assert node is not None
-    _line_map(node, "", lines)
     return data, _Where(name, lines)
 
 
@@ -360,7 +410,7 @@ def _shape(data: Any, where: _Where) -> ProtocolEntry:
         return _converter.structure(data, ProtocolEntry)
     except Exception as exc:  # cattrs groups every problem; report the first, by line
         problems = []
-        for message in cattrs.transform_error(exc, path="$"):
+        for message in cattrs.transform_error(exc, path="$", format_exception=_message):
             text, _, raw_path = message.rpartition(" @ ")
             path = re.sub(r"\['([^']*)'\]", r".\1", raw_path).removeprefix("$").lstrip(".")
             literal = _LITERAL.match(text)
@@ -368,9 +418,12 @@ def _shape(data: Any, where: _Where) -> ProtocolEntry:
                 text = f"'{literal['got']}' is not one of {literal['ok'].replace(chr(39), '')}"
             elif text.startswith("extra fields found"):
                 text = text.replace("extra fields found", "unknown key")
+            elif text == "required field missing":
+                text = "required key missing"
             problems.append((where.line(path), path, text))
         line, path, text = min(problems)
-        raise ProtocolError(f"{where.name}:{line}: {path}: {text}") from None
+        where_in_file = f"{path}: " if path else ""  # a top-level key has no path
+        raise ProtocolError(f"{where.name}:{line}: {where_in_file}{text}") from None
 
 
 # ---------------------------------------------------------------------------- build
@@ -428,6 +481,7 @@ def _readings(scope: Mapping[str, guards.NameType]) -> dict[str, Reading]:
             molar_mass=measure.molar_mass,
             bare_unit=measure.bare_unit,
             spellings=spellings,
+            smallest=to_unit.apply(measure.smallest) if measure.smallest else Fraction(0),
         )
     return readings
 
@@ -753,12 +807,18 @@ class _Builder:
         """A plain share such as 0.5 (a literal or a site parameter), between 0 and 1."""
         resolved = self.resolve(text)
         try:
-            value = Fraction(resolved)
-        except ValueError:
+            value = parse_number(resolved)
+        except UnitError:
             raise self.fail(path, f"'{resolved}' is not a plain number such as 0.5") from None
         if not 0 < value <= 1:
             raise self.fail(path, f"'{resolved}' is a share of the dose, above 0 and at most 1")
         return value
+
+    def count(self, text: str, path: str) -> Fraction:
+        """A whole number of times (holds so far), written as digits."""
+        if not re.fullmatch(r"[0-9]{1,9}", str(text).strip()):
+            raise self.fail(path, f"'{text}' is not a count; a count is a whole number such as 0")
+        return Fraction(int(text))
 
     def dose_amount(self, protocol: Protocol, name: str, text: str, path: str) -> Fraction:
         """A remembered dose: a level of its ladder, or a multiple of its step."""
@@ -803,12 +863,7 @@ class _Builder:
                     )
                 initial = self.level(slot.initial, ladder, f"memory.{name}.initial")
             elif slot.kind == "count":
-                try:
-                    initial = Fraction(slot.initial)
-                except ValueError:
-                    raise self.fail(
-                        f"memory.{name}.initial", "a count starts at a number"
-                    ) from None
+                initial = self.count(slot.initial, f"memory.{name}.initial")
             else:
                 initial = slot.initial
                 if initial != "none" and initial not in self.entry.states:
@@ -1048,11 +1103,11 @@ class _Builder:
         if slot is None:
             raise self.fail(path, f"'{name}' is not declared under memory")
         text = text.strip()
-        added = re.fullmatch(rf"{re.escape(name)}\s*([+-])\s*(\d+)", text)
+        added = re.fullmatch(rf"{re.escape(name)}\s*([+-])\s*([0-9]{{1,9}})", text)
         if slot.kind == "count" and added:
             step = Fraction(added[2])
             return Effect(name, "add", step if added[1] == "+" else -step)
-        if slot.kind == "count" and re.fullmatch(r"\d+", text):
+        if slot.kind == "count" and re.fullmatch(r"[0-9]{1,9}", text):
             return Effect(name, "set", Fraction(text))
         if slot.kind == "state" and text == "state":
             return Effect(name, "state", None)
@@ -1068,7 +1123,7 @@ class _Builder:
             other = self.entry.memory.get(text)
             if other is not None and other.kind == "dose" and other.ladder == slot.ladder:
                 return Effect(name, "copy", text)
-            if re.match(r"^\d", text):
+            if re.match(r"^[0-9]", text):
                 return Effect(name, "set", self.level(text, ladder, path))
         expected = {
             "count": f"{name} + N, or a number",
@@ -1153,5 +1208,7 @@ class _Builder:
             if slot.kind == "dose":
                 memory[name] = self.dose_amount(protocol, name, value, f"{path}.{name}")
             else:
-                memory[name] = Fraction(value) if slot.kind == "count" else value
+                memory[name] = (
+                    self.count(value, f"{path}.{name}") if slot.kind == "count" else value
+                )
         return memory

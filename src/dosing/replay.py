@@ -116,7 +116,7 @@ def replay_patient(
             observations, given, record, superseded = _read_visit(
                 protocol, reader, patient_id, visit_rows, date, record, first
             )
-            decision, record = step(protocol, record, date, observations.values(), patient_id)
+            decision, record = _decide(protocol, record, date, observations, patient_id, visit_rows)
         except _BadRow as bad:
             result.rejected.append(bad.rejected)
             result.stopped_at = bad.rejected.line
@@ -141,6 +141,24 @@ def replay_patient(
         first = False
         index = end
     return result
+
+
+def _decide(
+    protocol: Protocol,
+    record: PatientRecord,
+    date: dt.date,
+    observations: dict[str, Observation],
+    patient_id: str,
+    visit_rows: list[Row],
+) -> tuple[Decision, PatientRecord]:
+    """The engine's decision; a visit it cannot decide stops the patient at the visit's
+    first row, like a bad row, instead of ending the whole replay."""
+    try:
+        return step(protocol, record, date, observations.values(), patient_id)
+    except DosingError as error:
+        first = visit_rows[0]
+        bad = Rejected(first.line, patient_id, "date", date.isoformat(), str(error))
+        raise _BadRow(bad, first) from None
 
 
 def _not_replayed(result: PatientReplay, rows: list[Row], line: int, skip: Row | None) -> None:

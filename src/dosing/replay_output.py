@@ -19,6 +19,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from dosing.characters import shown
 from dosing.decision import Decision
 from dosing.replay import PatientReplay, Summary
 from dosing.timeline import Rejected, Timeline
@@ -74,7 +75,7 @@ def patient_table(patient: PatientReplay) -> Table:
     title = f"{patient.patient_id}"
     if patient.stopped_at is not None:
         title += f"  (replay stopped at line {patient.stopped_at})"
-    table = Table(title=title, title_justify="left", expand=False)
+    table = Table(title=Text(title), title_justify="left", expand=False)
     for column in ("date", "state", "action", "dose", "rule", "given", "warnings"):
         table.add_column(column, overflow="fold")
     for decision in patient.decisions:
@@ -82,7 +83,7 @@ def patient_table(patient: PatientReplay) -> Table:
         if decision.dose_given is not None:
             mark = {True: "= ", False: "≠ ", None: ""}[decision.matches_given]
             given = f"{mark}{decision.dose_given}"
-        table.add_row(
+        cells = (
             str(decision.date),
             decision.state,
             decision.action,
@@ -91,6 +92,7 @@ def patient_table(patient: PatientReplay) -> Table:
             given,
             "; ".join(decision.warnings),
         )
+        table.add_row(*map(Text, cells))  # plain: a dose given of '1[/]mg' is text, not markup
     return table
 
 
@@ -122,10 +124,10 @@ def summary_view(summary: Summary, timeline: Timeline) -> Group:
         lines.append(Text(f"adherence: {matched}{after_refer}"))
     actions = Table("action", "decisions", title="by action", title_justify="left")
     for action, count in summary.actions.most_common():
-        actions.add_row(action, str(count))
+        actions.add_row(Text(action), str(count))
     rules = Table("rule", "decisions", title="by rule", title_justify="left")
     for rule, count in summary.rules.most_common():
-        rules.add_row(rule, str(count))
+        rules.add_row(Text(rule), str(count))
     parts: list[Text | Table] = [*lines, actions, rules]
     if summary.with_warnings:
         parts.append(Text(f"patients with warnings: {', '.join(summary.with_warnings)}"))
@@ -138,7 +140,7 @@ def summary_view(summary: Summary, timeline: Timeline) -> Group:
 
 def rejected_message(rejected: Rejected, source: str) -> str:
     """'timeline.csv:7: column value: '1.2': anc=1.2: a number needs its unit ...'."""
-    value = f"'{rejected.value}'" if rejected.value else "(empty)"
+    value = f"'{shown(rejected.value)}'" if rejected.value else "(empty)"
     return f"{source}:{rejected.line}: column {rejected.column}: {value}: {rejected.reason}"
 
 

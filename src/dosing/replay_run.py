@@ -21,6 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dosing.errors import TimelineError
+from dosing.files import (
+    NotAFile,
+    check_folder,
+    check_writable,
+    open_text,
+    write_failed,
+)
 from dosing.model import Protocol
 from dosing.output import console, error_console
 from dosing.replay import PatientReplay, StartPoint, Summary, replay
@@ -62,10 +69,12 @@ class ReplayOptions:
 def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timeline:
     """Read a timeline file (UTF-8, with or without a byte-order mark)."""
     try:
-        with path.open(encoding="utf-8-sig", newline="") as stream:
+        with open_text(path, "utf-8-sig") as stream:
             return read_timeline(stream, str(path), layout)
     except FileNotFoundError:
         raise TimelineError(f"no timeline file {path}") from None
+    except NotAFile as error:
+        raise TimelineError(f"{path}: {error}; a timeline is read from a CSV file") from None
     except UnicodeDecodeError as error:
         raise TimelineError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
@@ -76,13 +85,21 @@ def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timelin
 def _destination(path: Path | None) -> Iterator[IO[str]]:
     if path is None:
         yield sys.stdout
-    else:
+        return
+    try:
         with atomic_text(path) as stream:
             yield stream
+    except OSError as error:
+        raise write_failed("--output", path, error) from None
 
 
 def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
     """The whole replay command. Raises DosingError (exit 2) on a file that cannot be used."""
+    for option, target in (("--output", options.output), ("--rejects", options.rejects)):
+        if target is not None:
+            check_writable(target, option)
+    if options.plot is not None:
+        check_folder(options.plot, "--plot")
     timeline = load_timeline(path, options.format_in)
     source = str(path)
     if timeline.resorted:
@@ -91,9 +108,12 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
             f"note: rows were not in date order for {len(timeline.resorted)} patients "
             f"({shown}); they were sorted by date",
             highlight=False,
+            markup=False,
         )
     if timeline.rows == 0:
-        error_console.print(f"note: {source} has a header but no data rows", highlight=False)
+        error_console.print(
+            f"note: {source} has a header but no data rows", highlight=False, markup=False
+        )
     start = StartPoint(options.start_state, options.therapy_start, options.memory)
     patients = replay(
         protocol, timeline, start, options.accept_implausible, keep_values=options.plot is not None
@@ -109,9 +129,7 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
             rejected.extend(patient.rejected)
             write(patient)
             if options.plot is not None:
-                from dosing.plots import plot_patient
-
-                plot_patient(protocol, patient, options.plot)
+                _plot(protocol, patient, options.plot)
             advance()
     if options.summary:
         view = summary_view(summary, timeline)
@@ -119,7 +137,19 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
         (console if to_stdout else error_console).print(view)
     _report_rejects(rejected, source)
     if options.rejects is not None:
-        write_rejects(options.rejects, rejected)
+        try:
+            write_rejects(options.rejects, rejected)
+        except OSError as error:
+            raise write_failed("--rejects", options.rejects, error) from None
+
+
+def _plot(protocol: Protocol, patient: PatientReplay, folder: Path) -> None:
+    from dosing.plots import plot_patient
+
+    try:
+        plot_patient(protocol, patient, folder)
+    except OSError as error:
+        raise write_failed("--plot", folder, error) from None
 
 
 def _strict(patients: list[PatientReplay], timeline: Timeline, source: str) -> list[PatientReplay]:
@@ -170,6 +200,8 @@ def _report_rejects(rejected: list[Rejected], source: str) -> None:
         highlight=False,
     )
     for row in refused[:REPORTED_REJECTS]:
-        error_console.print(f"  {rejected_message(row, source)}", highlight=False, soft_wrap=True)
+        error_console.print(
+            f"  {rejected_message(row, source)}", highlight=False, soft_wrap=True, markup=False
+        )
     if len(refused) > REPORTED_REJECTS:
         error_console.print(f"  ... and {len(refused) - REPORTED_REJECTS} more", highlight=False)

@@ -22,6 +22,7 @@ from typing import Literal, NamedTuple
 import attrs
 
 from dosing.errors import DosingError, TimelineError
+from dosing.patient import FIRST_DATE, LAST_DATE, PLACEHOLDER
 from dosing.vocabulary import observable
 
 Layout = Literal["long", "wide"]
@@ -82,8 +83,12 @@ def read_timeline(lines: Iterable[str], source: str, layout: Layout | None = Non
         )
     first = first.removeprefix("\ufeff")
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    records = csv.reader(_chain(first, iterator), delimiter=delimiter)
-    header = [cell.strip() for cell in next(records)]
+    lines = _Lines(_chain(first, iterator))
+    records = csv.reader(lines, delimiter=delimiter)
+    try:
+        header = [cell.strip() for cell in next(records)]
+    except csv.Error as error:
+        raise TimelineError(f"{source}:1: the header is {_csv_problem(error)}") from None
     lowered = [cell.lower() for cell in header]
     detected = _detect(lowered, source)
     chosen = layout or detected
@@ -94,9 +99,12 @@ def read_timeline(lines: Iterable[str], source: str, layout: Layout | None = Non
         )
     timeline = Timeline(chosen, delimiter)
     if chosen == "long":
-        _read_long(records, lowered, timeline)
+        _read_long(
+            _records(records, lines, lowered.index("patient_id"), timeline), lowered, timeline
+        )
     else:
-        _read_wide(records, header, lowered, timeline, source)
+        pid = lowered.index("patient_id")
+        _read_wide(_records(records, lines, pid, timeline), header, lowered, timeline, source)
     for patient_id, rows in timeline.patients.items():
         if any(a.day > b.day for a, b in itertools.pairwise(rows)):
             rows.sort(key=lambda row: (row.day, row.line))
@@ -121,30 +129,92 @@ def _detect(lowered: list[str], source: str) -> Layout:
 
 
 _date_cache: dict[str, int | None] = {}
+_FIRST_DAY, _LAST_DAY = FIRST_DATE.toordinal(), LAST_DATE.toordinal()
+
+
+def _read_day(text: str) -> int | None:
+    value = text.strip()
+    if not value.isascii():
+        return None  # fromisoformat reads digits of other scripts
+    try:
+        if len(value) > 10:
+            return dt.datetime.fromisoformat(value).date().toordinal()
+        return dt.date.fromisoformat(value).toordinal()
+    except ValueError:
+        return None
 
 
 def parse_day(text: str) -> int | None:
-    """An ISO date or datetime as a day ordinal, or None (cached: dates repeat)."""
+    """An ISO date or datetime as a day ordinal, or None if it is not one or is a placeholder
+    (cached: dates repeat)."""
     known = _date_cache.get(text)
     if known is not None or text in _date_cache:
         return known
-    value = text.strip()
-    try:
-        if len(value) > 10:
-            day = dt.datetime.fromisoformat(value).date().toordinal()
-        else:
-            day = dt.date.fromisoformat(value).toordinal()
-    except ValueError:
+    day = _read_day(text)
+    if day is not None and not _FIRST_DAY <= day <= _LAST_DAY:
         day = None
     if len(_date_cache) < 100_000:
         _date_cache[text] = day
     return day
 
 
-_DATE_EXPECTED = "an ISO date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
+def date_problem(text: str) -> str:
+    """Why `text` is not a visit date (parse_day gave None)."""
+    if _read_day(text) is not None:
+        return PLACEHOLDER
+    return "expected an ISO date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
 
 
-def _read_long(records: Iterator[list[str]], lowered: list[str], timeline: Timeline) -> None:
+class _Lines:
+    """The file's lines as the csv module reads them, keeping the current record's raw lines
+    so that a record csv cannot read (a field over its limit) can still be named."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines = lines
+        self.record: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.record.append(line)
+        return line
+
+
+def _records(
+    records: Iterator[list[str]], lines: _Lines, i_pid: int, timeline: Timeline
+) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each record; a record csv refuses is a rejected row, attributed to
+    the patient its first line names, and reading goes on at the next line."""
+    while True:
+        lines.record.clear()
+        try:
+            cells = next(records)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raw = "".join(lines.record)
+            first = next(csv.reader([raw[:4096].splitlines()[0] if raw else ""]), [])
+            patient = first[i_pid].strip() if len(first) > i_pid else ""
+            line = records.line_num - len(lines.record) + 1  # type: ignore[attr-defined]
+            timeline.rows += 1
+            timeline.rejected.append(
+                Rejected(line, patient, "(row)", raw.rstrip("\r\n"), _csv_problem(error))
+            )
+            continue
+        yield records.line_num, cells  # type: ignore[attr-defined]
+
+
+def _csv_problem(error: csv.Error) -> str:
+    if "field larger than field limit" in str(error):
+        return f"a field longer than {csv.field_size_limit()} characters (an unclosed quote?)"
+    return f"not a CSV row: {error}"
+
+
+def _read_long(
+    records: Iterator[tuple[int, list[str]]], lowered: list[str], timeline: Timeline
+) -> None:
     where = {column: lowered.index(column) for column in LONG_COLUMNS if column in lowered}
     width = len(lowered)
     i_pid, i_date, i_name, i_value = (where[c] for c in LONG_COLUMNS[:4])
@@ -152,11 +222,10 @@ def _read_long(records: Iterator[list[str]], lowered: list[str], timeline: Timel
     patients = timeline.patients
     rejected = timeline.rejected
     known_names: dict[str, str | None] = {}
-    for cells in records:
+    for line, cells in records:
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
         timeline.rows += 1
-        line = records.line_num  # type: ignore[attr-defined]
         if len(cells) != width:
             patient = cells[i_pid].strip() if len(cells) > i_pid else ""
             rejected.append(
@@ -171,7 +240,7 @@ def _read_long(records: Iterator[list[str]], lowered: list[str], timeline: Timel
             rejected.append(Rejected(line, "", "patient_id", "", "a patient_id is required"))
             continue
         if day is None:
-            rejected.append(Rejected(line, patient, "date", raw_date, f"expected {_DATE_EXPECTED}"))
+            rejected.append(Rejected(line, patient, "date", raw_date, date_problem(raw_date)))
             continue
         raw_name = cells[i_name].strip()
         name = known_names.get(raw_name, "")
@@ -190,7 +259,7 @@ def _read_long(records: Iterator[list[str]], lowered: list[str], timeline: Timel
 
 
 def _read_wide(
-    records: Iterator[list[str]],
+    records: Iterator[tuple[int, list[str]]],
     header: list[str],
     lowered: list[str],
     timeline: Timeline,
@@ -210,11 +279,10 @@ def _read_wide(
         unit = (match["unit"] or "").strip() if match else ""
         columns.append((index, name, unit, title))
     width = len(header)
-    for cells in records:
+    for line, cells in records:
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
         timeline.rows += 1
-        line = records.line_num  # type: ignore[attr-defined]
         patient = cells[i_pid].strip() if len(cells) > i_pid else ""
         if len(cells) != width:
             timeline.rejected.append(
@@ -225,7 +293,7 @@ def _read_wide(
         day = parse_day(cells[i_date])
         if not patient or day is None:
             column, value = ("patient_id", "") if not patient else ("date", cells[i_date])
-            reason = "a patient_id is required" if not patient else f"expected {_DATE_EXPECTED}"
+            reason = "a patient_id is required" if not patient else date_problem(cells[i_date])
             timeline.rejected.append(Rejected(line, patient, column, value, reason))
             continue
         rows = timeline.patients.setdefault(patient, [])

@@ -13,6 +13,7 @@ from typing import Literal
 
 import attrs
 
+from dosing.characters import ascii_lookalike, first_foreign, foreign, shown
 from dosing.errors import ObservationError
 
 Role = Literal["lab", "uln", "fact", "assessment"]
@@ -37,6 +38,9 @@ class Quantitative:
     twin: str | None = None
     """The same analyte in a measure that does not convert to this one (triglycerides in
     mmol/L beside mg/dL): a value typed in the twin's units is read as the twin."""
+    smallest: Fraction = Fraction(0)
+    """The smallest value above 0 a lab reports: between 0 and this, a value is a misreading
+    (for a count, less than one cell per microlitre)."""
 
 
 @attrs.frozen
@@ -62,11 +66,19 @@ def _q(canonical: str, low: str, high: str, molar_mass: str | None = None) -> Qu
 
 
 _COUNT = "x10^9/L"
+
+
+def _count(high: str) -> Quantitative:
+    """A cell count in x10^9/L: 0 is a real result, but less than one cell per microlitre
+    (0.001 x10^9/L) is not one any lab reports."""
+    return Quantitative(_COUNT, Fraction(0), Fraction(high), smallest=Fraction(1, 1000))
+
+
 _ENTRIES: tuple[Observable, ...] = (
-    Observable("anc", "ANC", "lab", _q(_COUNT, "0", "100"), ("751-8",)),
-    Observable("platelets", "platelets", "lab", _q(_COUNT, "0", "3000"), ("777-3",)),
-    Observable("wbc", "WBC", "lab", _q(_COUNT, "0", "1000"), ("6690-2",)),
-    Observable("eosinophils", "eosinophils", "lab", _q(_COUNT, "0", "500"), ("711-2",)),
+    Observable("anc", "ANC", "lab", _count("100"), ("751-8",)),
+    Observable("platelets", "platelets", "lab", _count("3000"), ("777-3",)),
+    Observable("wbc", "WBC", "lab", _count("1000"), ("6690-2",)),
+    Observable("eosinophils", "eosinophils", "lab", _count("500"), ("711-2",)),
     Observable("hemoglobin", "hemoglobin", "lab", _q("g/L", "10", "250"), ("718-7",)),
     Observable("alt", "ALT", "lab", _q("U/L", "0", "20000"), ("1742-6",)),
     Observable("ast", "AST", "lab", _q("U/L", "0", "20000"), ("1920-8",)),
@@ -150,11 +162,21 @@ def observable(name: str) -> Observable:
     found = VOCABULARY.get(key.lower()) or _BY_ALIAS.get(key)
     if found is not None:
         return found
+    foreign = _foreign(key)
+    if foreign:
+        key = ascii_lookalike(key)
     close = difflib.get_close_matches(key.lower(), list(VOCABULARY), n=3)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     raise ObservationError(
-        f"unknown observation '{name}'{hint}; known: {', '.join(VOCABULARY)} (or a LOINC code)"
+        f"unknown observation '{shown(name)}'{foreign}{hint}; known: {', '.join(VOCABULARY)} "
+        "(or a LOINC code)"
     )
+
+
+def _foreign(text: str) -> str:
+    """': U+0430 CYRILLIC SMALL LETTER A looks like ...' for a name that is not all ASCII."""
+    index = first_foreign(text)
+    return "" if index is None else f": {foreign(text[index])}"
 
 
 def category_value(entry: Observable, text: str) -> str:
@@ -168,5 +190,6 @@ def category_value(entry: Observable, text: str) -> str:
     if allowed == YES_NO and answer.lower() in _YES_NO_SPELLINGS:
         return _YES_NO_SPELLINGS[answer.lower()]
     raise ObservationError(
-        f"{entry.name}: '{text}' is not an accepted answer; accepted: {', '.join(allowed)}"
+        f"{entry.name}: '{shown(text)}' is not an accepted answer{_foreign(answer)}; "
+        f"accepted: {', '.join(allowed)}"
     )
