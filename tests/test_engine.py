@@ -250,7 +250,9 @@ def test_a_tracked_count_says_what_the_last_visit_showed(
 
 def test_a_tracked_count_is_kept_when_the_visit_does_not_show_it() -> None:
     rux, record = _rux_at_15_mg()
-    record = attrs.evolve(record, memory={**record.memory, "count_below_100_last_visit": 1})
+    record = attrs.evolve(
+        record, memory={**record.memory, "count_below_100_last_visit": Fraction(1)}
+    )
     _, after = run(rux, record, {"anc": "2 x10^9/L", "response": "partial"}, DAY)
     assert after.memory["count_below_100_last_visit"] == 1
 
