@@ -2,7 +2,9 @@
 
 Pure: no I/O, no printing, no clock. A lab older than its maximum age is not used; when a
 rule that could fire needs it, the decision is `refer` and says what to measure, never a
-dose from old data.
+dose from old data. A rule may declare that its missing data means "not yet" (`waits`): when
+only such rules are undecided, the state's stay applies (the current dose continues) and the
+decision names what to measure or assess, and by when.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class _Facts:
     defaults_used: frozenset[str]
     derivations: dict[str, str]
     """How each derived value was computed, for the reasons."""
+    carried: dict[str, str] = attrs.Factory(dict)
+    """Assessments recorded at an earlier visit and used here, each with what to say."""
 
 
 def step(
@@ -79,6 +83,7 @@ def step(
     facts = _gather(protocol, record, visit, merged, memory)
     noted = _remember_once(protocol, memory, facts, protocol.reads.get(origin, frozenset()))
     reads = protocol.reads.get(origin, frozenset())
+    noted += [said for name, said in facts.carried.items() if name in reads]
     for name, why in facts.absent.items():
         if name in protocol.labs and name in merged and name in reads:
             warnings.append(why)  # a stale result the rules here would have read
@@ -93,6 +98,8 @@ def step(
     elif chosen is not None and outcome is not None:
         decide.note_undecided(choice.undecided, chosen)
         decision, after = decide.fire(state, chosen, outcome)
+    elif choice.waiting:
+        decision, after = decide.wait(state, choice.waiting, choice.considered)
     else:
         decision, after = decide.stay(state, choice.considered)
     return decision, _tracked(protocol, facts, after)
@@ -127,10 +134,19 @@ def missing_for_decision(
     memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
     facts = _gather(protocol, record, visit, merged, memory)
     _remember_once(protocol, memory, facts)
-    outcome = _choose(protocol.states[record.state or protocol.initial], facts).outcome
-    if outcome is None or outcome.truth is not None:
-        return frozenset()
-    return outcome.missing
+    choice = _choose(protocol.states[record.state or protocol.initial], facts)
+    if choice.outcome is not None and choice.outcome.truth is None:
+        return choice.outcome.missing
+    if choice.chosen is None and choice.waiting:
+        # Decided ("not yet"), but what the waiting rules wait for is worth asking for.
+        return frozenset(
+            name
+            for transition, _ in choice.waiting
+            if transition.waits is not None
+            for name in transition.waits.data
+            if facts.values.get(name) is None
+        )
+    return frozenset()
 
 
 def _gather(
@@ -142,6 +158,7 @@ def _gather(
 ) -> _Facts:
     values: dict[str, Value | None] = {}
     absent: dict[str, str] = {}
+    carried: dict[str, str] = {}
     defaults: set[str] = set()
     for name, lab in protocol.labs.items():
         uln = f"{name}_uln"
@@ -191,7 +208,23 @@ def _gather(
         elif observation is None:
             absent[name] = f"{name} was not given"
         elif name in protocol.assessments and not recorded_now:
-            absent[name] = f"{name} was assessed on {observation.drawn_on}, not at this visit"
+            kept = protocol.carried_forward.get(name)
+            age = (visit - observation.drawn_on).days
+            if kept is None:
+                absent[name] = f"{name} was assessed on {observation.drawn_on}, not at this visit"
+            elif age > kept.max_age_days:
+                absent[name] = (
+                    f"{name} was assessed on {observation.drawn_on}, {age} days ago (carried "
+                    f"forward for at most {format_number(kept.max_age_days, 2)} days): not "
+                    f"used; assess {name} again"
+                )
+            else:
+                values[name] = observation.value
+                carried[name] = (
+                    f"{name}: {observation.entered}, as assessed on {observation.drawn_on} "
+                    f"({age} days ago; carried forward for at most "
+                    f"{format_number(kept.max_age_days, 2)} days, {kept.source})"
+                )
         else:
             values[name] = observation.value
     derivations = _derive(protocol, values, absent, merged)
@@ -208,7 +241,7 @@ def _gather(
     values.update(memory)
     values.update(protocol.constants)
     entered = {name: observation.entered for name, observation in merged.items()}
-    return _Facts(values, absent, entered, frozenset(defaults), derivations)
+    return _Facts(values, absent, entered, frozenset(defaults), derivations, carried)
 
 
 def visit_values(
@@ -315,7 +348,11 @@ _STATED_ALL_THE_SAME = {
     "hold": "the hold is stated all the same",
     "discontinue": "the stop is stated all the same",
     "ineligible": "the exclusion is stated all the same",
+    "refer": "the referral is stated all the same",
 }
+
+_MEANWHILE = {"continue": "the current dose continues", "hold": "the hold continues"}
+"""What a waiting decision means, by the state's stay."""
 
 
 @attrs.frozen
@@ -325,6 +362,27 @@ class _Choice:
     considered: list[Outcome]
     undecided: list[tuple[Transition, Outcome]]
     """Rules above the chosen no-dose rule that could not be decided (their data missing)."""
+    waiting: list[tuple[Transition, Outcome]] = attrs.Factory(list)
+    """With nothing chosen: the rules that wait for missing data, and nothing else blocks."""
+
+
+def _waits(transition: Transition, outcome: Outcome, facts: _Facts) -> bool:
+    """Undecided while something the rule declared it waits for is absent ("not yet"): the
+    declaration says the rule has nothing to act on without it, whatever else it lacks (a
+    trough's timing, when no trough was drawn)."""
+    wait = transition.waits
+    return (
+        wait is not None
+        and outcome.truth is None
+        and any(facts.values.get(name) is None for name in wait.data)
+    )
+
+
+def _awaited(transition: Transition, outcome: Outcome, facts: _Facts) -> frozenset[str]:
+    """What a waiting rule still needs: its missing declared data, and what its guard lacked."""
+    assert transition.waits is not None
+    declared = {name for name in transition.waits.data if facts.values.get(name) is None}
+    return frozenset(declared | outcome.missing)
 
 
 def _choose(state: State, facts: _Facts) -> _Choice:
@@ -333,9 +391,13 @@ def _choose(state: State, facts: _Facts) -> _Choice:
     A rule that cannot be decided blocks the rules below it, except that a rule giving no
     dose (hold, stop, exclusion) which certainly applies is taken when every undecided rule
     above it would also give no dose (or refer): the patient is held either way, and the
-    hold is recorded."""
+    hold is recorded. A rule that waits for missing data ("not yet") does not apply at this
+    visit: a hold, stop or exclusion below it is taken, and so is a referral when nothing
+    else is undecided; a dose below it is not given (the data decides between them); when
+    nothing else applies, the state's stay does, until the data is there."""
     considered: list[Outcome] = []
     blocked: list[tuple[Transition, Outcome]] = []
+    waiting: list[tuple[Transition, Outcome]] = []
     for priority in sorted({t.priority for t in state.transitions}, reverse=True):
         group = [
             (t, evaluate(t.when, facts.values)) for t in state.transitions if t.priority == priority
@@ -344,18 +406,27 @@ def _choose(state: State, facts: _Facts) -> _Choice:
         if len(fired) > 1:
             rules = " and ".join(f"'{t.rule}'" for t, _ in fired)
             raise EngineError(f"rules {rules} both apply at equal priority {priority}")
-        if fired and (not blocked or fired[0][0].action in STOPS):
-            return _Choice(fired[0][0], fired[0][1], considered, blocked)
-        if fired:  # a dose below an undecided rule: not given
-            break
+        if fired:
+            rule, outcome = fired[0]
+            if not blocked and not waiting:
+                return _Choice(rule, outcome, considered, [])
+            if rule.action in STOPS or (rule.action == "refer" and not blocked):
+                return _Choice(rule, outcome, considered, [*blocked, *waiting])
+            break  # a dose below an undecided or waiting rule: not given
         unknown = [(t, o) for t, o in group if o.truth is None]
-        blocked += unknown
-        if any(t.action not in _NO_DOSE for t, _ in unknown):
+        undecided = [(t, o) for t, o in unknown if not _waits(t, o, facts)]
+        blocked += undecided
+        waiting += [(t, o) for t, o in unknown if _waits(t, o, facts)]
+        if any(t.action not in _NO_DOSE for t, _ in undecided):
             break  # an undecided rule that could give a dose: nothing below may be taken
         if not unknown:
             considered.extend(o for _, o in group)
-    if blocked:
-        return _Choice(blocked[0][0], blocked[0][1], considered, [])
+    else:
+        if waiting and not blocked:
+            return _Choice(None, None, considered, [], waiting)
+    first = blocked or waiting
+    if first:
+        return _Choice(first[0][0], first[0][1], considered, [])
     return _Choice(None, None, considered, [])
 
 
@@ -556,6 +627,58 @@ class _Decider:
         )
         rules = (RuleRef(f"{state.name}:{state.stay}", state.source),)
         return self.conclude(state, state.stay, rules, reasons, record)
+
+    def wait(
+        self,
+        state: State,
+        waiting: list[tuple[Transition, Outcome]],
+        considered: list[Outcome],
+    ) -> tuple[Decision, PatientRecord]:
+        """Only rules that wait for missing data could not be decided: not yet. The state's
+        stay applies, and the decision names what to measure or assess, and by when."""
+        assert state.stay is not None  # waiting is allowed only where staying means something
+        lacking = set().union(*(_awaited(t, o, self.facts) for t, o in waiting))
+        lacking -= {name for name in lacking if _twin_present(name, self.facts)}
+        for name in sorted(lacking):
+            said = self.facts.absent.get(name, f"{name} is not known")
+            if said not in self.warnings:
+                self.warnings.append(said)
+        labels = ", ".join(sorted({self.label(name) for name in lacking}))
+        many = len(waiting) > 1
+        rules = ", ".join(f"'{transition.rule}'" for transition, _ in waiting)
+        meanwhile = _MEANWHILE.get(state.stay, f"{state.stay} as before")
+        reasons = [
+            f"Not yet: {'rules' if many else 'rule'} {rules} {'wait' if many else 'waits'} "
+            f"for {labels}; {meanwhile} until then"
+        ]
+        whys = dict.fromkeys(
+            (t.waits.because, t.waits.source) for t, _ in waiting if t.waits is not None
+        )
+        reasons += [f"Not yet, because {because} ({source})" for because, source in whys]
+        reasons += self.explain(f for outcome in considered for f in outcome.findings)
+        record = attrs.evolve(
+            self.record,
+            state=state.name,
+            state_since=self.record.state_since or self.visit,
+            memory=self.memory,
+            observations=self.merged,
+        )
+        rules_ref = (RuleRef(f"{state.name}:{state.stay}", state.source),)
+        decision, record = self.conclude(state, state.stay, rules_ref, reasons, record)
+        if decision.action == "refer":
+            return decision, record  # no dose can be given as the state says
+        next_check = decision.next_check
+        rechecks = [t.waits.recheck_days for t, _ in waiting if t.waits and t.waits.recheck_days]
+        if rechecks:
+            soonest = self.visit + dt.timedelta(days=math.ceil(min(rechecks)))
+            next_check = soonest if next_check is None else min(next_check, soonest)
+        by = f" by the next check ({next_check})" if next_check else ""
+        return attrs.evolve(
+            decision,
+            next_check=next_check,
+            warnings=(*decision.warnings, f"Still to measure or assess{by}: {labels}"),
+            awaiting=tuple(sorted(lacking)),
+        ), record
 
     def scale(self, effect: Effect, current: Fraction, reasons: list[str]) -> Fraction | None:
         """dose x target / measured, capped per step, rounded to the dose's step."""

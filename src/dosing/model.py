@@ -146,6 +146,32 @@ class Effect:
 
 
 @attrs.frozen
+class Wait:
+    """A rule's declaration that missing data means "not yet" rather than "cannot decide":
+    while any of `data` is missing (or too old to use), the rule does not apply at this
+    visit. Never on a rule that holds, stops, excludes or cuts the dose for toxicity."""
+
+    data: tuple[str, ...]
+    """The observations the rule waits for (labs, facts or assessments)."""
+    because: str
+    """Why missing data means "not yet" here, in the clinic's words."""
+    source: str
+    """The source that supports it."""
+    recheck_days: Fraction | None = None
+    """Check again within this many days while the rule waits (None: the state's cadence)."""
+
+
+@attrs.frozen
+class CarriedForward:
+    """An assessment that rarely changes, used at later visits like a lab: for at most
+    `max_age_days` after it was recorded."""
+
+    name: str
+    max_age_days: Fraction
+    source: str
+
+
+@attrs.frozen
 class Transition:
     """A guarded move out of a state, with the rule id and the source it cites."""
 
@@ -161,6 +187,8 @@ class Transition:
     effects: tuple[Effect, ...] = ()
     path: str = ""
     line: int = 0
+    waits: Wait | None = None
+    """Missing data that means "not yet" for this rule (None: missing data blocks it)."""
 
 
 @attrs.frozen
@@ -336,3 +364,5 @@ class Protocol:
     properties: tuple[Property, ...] = ()
     invariants: tuple[Invariant, ...] = ()
     scenarios: tuple[Scenario, ...] = ()
+    carried_forward: Mapping[str, CarriedForward] = attrs.Factory(dict)
+    """Assessments used at later visits within their maximum age, by name."""
