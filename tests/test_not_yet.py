@@ -85,19 +85,38 @@ def test_tacrolimus_without_a_trough_continues_the_dose_and_asks_for_one() -> No
     ],
     ids=["too old", "before the dose", "before steady state"],
 )
-def test_a_trough_that_cannot_be_used_continues_the_dose(
-    drawn: int, dose_since: int, warning: str
+@pytest.mark.parametrize(("trough", "action"), [("7 ng/mL", "continue"), ("3 ng/mL", "refer")])
+def test_a_trough_that_cannot_be_used_continues_the_dose_unless_it_calls_for_a_change(
+    drawn: int, dose_since: int, warning: str, trough: str, action: str
 ) -> None:
-    """Stale, drawn on the old dose, or before steady state: not dosed on, the dose goes on."""
+    """Stale, drawn on the old dose, or before steady state: not dosed on. Within the 5-10
+    target the dose goes on; a last level that would call for a change (3 ng/mL; or 40, the
+    independent review's case) is not 'nothing yet': referred."""
     tacrolimus = shipped("tacrolimus-trough")
     visit = [
         *observe(tacrolimus, {"age": "50", "sample_timing": "trough"}),
-        read_observation(tacrolimus, "tacrolimus_trough", "3 ng/mL", DAY - days(drawn)),
+        read_observation(tacrolimus, "tacrolimus_trough", trough, DAY - days(drawn)),
     ]
     record = _on_tacrolimus(dose_since=DAY - days(dose_since))
     decision, _ = step(tacrolimus, record, DAY, visit)
-    assert (decision.action, [d.short() for d in decision.doses]) == ("continue", ["2 mg bid"])
+    doses = ["2 mg bid"] if action == "continue" else []
+    assert (decision.action, [d.short() for d in decision.doses]) == (action, doses)
     assert any(warning in line for line in decision.warnings), decision.warnings
+
+
+def test_the_dose_continues_without_a_trough_for_at_most_trough_wait_at_most() -> None:
+    """Not without limit: 14 days (site parameter) after the last trough drawn, referred."""
+    tacrolimus = shipped("tacrolimus-trough")
+    last = read_observation(tacrolimus, "tacrolimus_trough", "7 ng/mL", DAY - days(14))
+    record = attrs.evolve(
+        _on_tacrolimus(dose_since=DAY - days(30)), observations={"tacrolimus_trough": last}
+    )
+    visit = observe(tacrolimus, {"age": "50", "sample_timing": "trough"})
+    on_day_14, _ = step(tacrolimus, record, DAY, visit)
+    assert on_day_14.action == "continue"
+    later = [*observe(tacrolimus, {"age": "50", "sample_timing": "trough"}, DAY + days(1))]
+    on_day_15, _ = step(tacrolimus, record, DAY + days(1), later)
+    assert (on_day_15.action, on_day_15.doses) == ("refer", ())
 
 
 def test_a_trough_whose_timing_is_not_recorded_is_still_referred() -> None:

@@ -48,6 +48,12 @@ class _Facts:
     """How each derived value was computed, for the reasons."""
     carried: dict[str, str] = attrs.Factory(dict)
     """Assessments recorded at an earlier visit and used here, each with what to say."""
+    unusable: dict[str, Value] = attrs.Factory(dict)
+    """Labs present but not usable (too old, before the dose, before steady state): what
+    they were. Never dosed on; a rule they would make fire does not wait ("not yet")."""
+    waited: dict[str, int] = attrs.Factory(dict)
+    """Days since each input was last observed, usable or not (when never: since the current
+    dose, else the therapy, started): how long a rule has been waiting for it."""
 
 
 def step(
@@ -102,11 +108,16 @@ def step(
         decision, after = decide.wait(state, choice.waiting, choice.considered)
     else:
         decision, after = decide.stay(state, choice.considered)
+    if decision.action == "refer":
+        return decision, after  # nothing was acted on: the band the last visit acted in stays
     return decision, _tracked(protocol, facts, after)
 
 
 def _tracked(protocol: Protocol, facts: _Facts, record: PatientRecord) -> PatientRecord:
-    """The record with each 'track' count set to what this visit showed (kept if unknown)."""
+    """The record with each 'track' count set to what this visit showed (kept if unknown).
+    Not after a referral: a reduction on a fall into a band must still come at the next
+    visit the protocol decides, or a count that fell while the visit was referred would
+    never be acted on."""
     tracked = {}
     for name, slot in protocol.memory.items():
         if slot.track is not None:
@@ -159,6 +170,7 @@ def _gather(
     values: dict[str, Value | None] = {}
     absent: dict[str, str] = {}
     carried: dict[str, str] = {}
+    unusable: dict[str, Value] = {}
     defaults: set[str] = set()
     for name, lab in protocol.labs.items():
         uln = f"{name}_uln"
@@ -182,6 +194,7 @@ def _gather(
                 f"{lab.label} from {observation.drawn_on} was drawn before the current dose "
                 f"started ({dosed}): not used; draw a new {lab.label}"
             )
+            unusable[name] = observation.value
             continue
         waited = (observation.drawn_on - dosed).days if dosed is not None else None
         if lab.steady_after_days and waited is not None and waited < lab.steady_after_days:
@@ -191,12 +204,14 @@ def _gather(
                 f"not used; draw a {lab.label} from "
                 f"{observation.drawn_on - dt.timedelta(waited - lab.steady_after_days)}"
             )
+            unusable[name] = observation.value
             continue
         if age > lab.max_age_days:
             absent[name] = (
                 f"{lab.label} from {observation.drawn_on} is {age} days old (at most "
                 f"{lab.max_age_days} days): not used; measure {lab.label} again"
             )
+            unusable[name] = observation.value
             continue
         values[name] = observation.value
     for name in (*protocol.facts, *protocol.assessments):
@@ -241,7 +256,15 @@ def _gather(
     values.update(memory)
     values.update(protocol.constants)
     entered = {name: observation.entered for name, observation in merged.items()}
-    return _Facts(values, absent, entered, frozenset(defaults), derivations, carried)
+    last_seen: dict[str, int] = {}
+    for name in (*protocol.labs, *protocol.facts, *protocol.assessments):
+        seen = merged.get(name)
+        since_when = seen.drawn_on if seen is not None else (record.dose_since or started)
+        if since_when is not None:
+            last_seen[name] = (visit - since_when).days
+    return _Facts(
+        values, absent, entered, frozenset(defaults), derivations, carried, unusable, last_seen
+    )
 
 
 def visit_values(
@@ -371,11 +394,20 @@ def _waits(transition: Transition, outcome: Outcome, facts: _Facts) -> bool:
     declaration says the rule has nothing to act on without it, whatever else it lacks (a
     trough's timing, when no trough was drawn)."""
     wait = transition.waits
-    return (
-        wait is not None
-        and outcome.truth is None
-        and any(facts.values.get(name) is None for name in wait.data)
-    )
+    if wait is None or outcome.truth is not None:
+        return False
+    missing = [name for name in wait.data if facts.values.get(name) is None]
+    if not missing:
+        return False
+    if wait.at_most_days is not None and any(
+        facts.waited.get(name, 0) > wait.at_most_days for name in missing
+    ):
+        return False  # waited too long: the clinician decides
+    # A last value present but not usable (too old, drawn before the dose or before steady
+    # state) that would make the rule fire is not "nothing yet": a trough of 40 ng/mL drawn
+    # too early is the clinician's, not a reason to continue.
+    known = {**facts.values, **facts.unusable}
+    return evaluate(transition.when, known).truth is not True
 
 
 def _awaited(transition: Transition, outcome: Outcome, facts: _Facts) -> frozenset[str]:

@@ -159,6 +159,10 @@ class Wait:
     """The source that supports it."""
     recheck_days: Fraction | None = None
     """Check again within this many days while the rule waits (None: the state's cadence)."""
+    at_most_days: Fraction | None = None
+    """Wait at most this many days since the datum was last observed (usable or not; when
+    never, since the current dose, else the therapy, started): past it the rule no longer
+    waits, and the visit is referred (None: no limit)."""
 
 
 @attrs.frozen
@@ -226,8 +230,9 @@ class MemorySlot:
     (and kept), so that 'never' in a source covers every visit, holds and refusals included."""
     once_text: str = ""
     track: Guard | None = None
-    """For a count: after each visit, 1 if this held at the visit, 0 if not (unknown: kept),
-    so the rules of the next visit know what the last one showed ('a fall' into a band)."""
+    """For a count: after each visit the protocol decided (not a referral), 1 if this held at
+    the visit, 0 if not (unknown: kept), so the rules of the next visit know what the last
+    decided one showed ('a fall' into a band)."""
 
 
 @attrs.frozen

@@ -149,6 +149,7 @@ class WaitEntry:
     because: str
     source: str
     recheck: str | None = None
+    at_most: str | None = None
 
 
 @attrs.frozen
@@ -1224,11 +1225,17 @@ class _Builder:
             recheck = self.quantity(declared.recheck, "days", f"{path}.recheck")
             if recheck <= 0:
                 raise self.fail(f"{path}.recheck", "a recheck is a positive duration")
+        at_most = None
+        if declared.at_most is not None:
+            at_most = self.quantity(declared.at_most, "days", f"{path}.at_most")
+            if at_most <= 0:
+                raise self.fail(f"{path}.at_most", "'at_most' is a positive duration")
         return Wait(
             data=tuple(declared.data),
             because=" ".join(declared.because.split()),
             source=self.cite(declared.source, sources, f"{path}.source"),
             recheck_days=recheck,
+            at_most_days=at_most,
         )
 
     def effect(self, name: str, text: str, path: str) -> Effect:
