@@ -161,10 +161,14 @@ def test_implausible_value_needs_the_flag() -> None:
     refused = dosing("step", "imatinib-hes", *ADULT, "--lab", "platelets=5000x10^9/L")
     assert refused.returncode == 2
     assert "outside the plausible range 0-3000 x10^9/L" in refused.stderr
-    accepted = step_json(
-        "--lab", "anc=2x10^9/L", "--lab", "platelets=5000x10^9/L", "--accept-implausible"
-    )
-    assert accepted["action"] == "start"
+    others = [arg for pair in zip(NORMAL[::2], NORMAL[1::2], strict=True)
+              if not pair[1].startswith("platelets=") for arg in pair]  # fmt: skip
+    accepted = dosing(
+        "step", "imatinib-hes", *ADULT, *others, "--lab", "anc=2x10^9/L", "--lab",
+        "platelets=5000x10^9/L", "--accept-implausible", "--json",
+    )  # fmt: skip
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["action"] == "start"
 
 
 def test_stale_lab_is_not_dosed_on() -> None:

@@ -276,8 +276,11 @@ class _Conversation:
         """A visit on the date of the last one amends it, or nothing is stored."""
         self.console.print(
             f"{patient_id} already has a visit on {self.date} (visit {last.row}: "
-            f"{visit_summary(last)}). A patient has one visit a day: this one would amend it, "
-            "replacing its labs and decision (the visit stays in the history as amended)."
+            f"{visit_summary(last)}; dose {current_dose(last)}). A patient has one visit a day: "
+            "this one would amend it, "
+            "replacing its labs and decision (the visit stays in the history as amended).",
+            markup=False,
+            highlight=False,
         )
         while (choice := self.ask("Amend that visit? (yes/no)", None).strip().lower()) not in (
             "yes", "y", "no", "n",
@@ -306,7 +309,9 @@ class _Conversation:
         self.keeping = {o.name: o for o in old.observations}
         self.console.print(
             f"Amending visit {old.row} of {patient.patient_id} on {old.date} "
-            f"({visit_summary(old)}). Enter keeps the value it had."
+            f"({visit_summary(old)}). Enter keeps the value it had.",
+            markup=False,
+            highlight=False,
         )
         observations = self.facts_as_observations(protocol, patient)
         typed = self.ask_labs(protocol, record, given)
