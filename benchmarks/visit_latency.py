@@ -73,7 +73,7 @@ def main() -> int:
     with Store(folder / "patients.sqlite") as store:
         for number in range(options.runs + 5):
             patient = f"P{number:04d}"
-            answers = [*NEW, *LABS_FIRST, "accept"]
+            answers = [*NEW, *LABS_FIRST, "yes", "accept"]  # yes: eligibility confirmed
             first.append(one_visit(store, patient, answers, len(answers) - 1, dt.date(2026, 1, 5)))
             answers = [*LABS_NEXT, "accept"]
             follow.append(
