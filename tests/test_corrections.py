@@ -121,6 +121,11 @@ def test_voiding_a_visit_decides_the_later_ones_without_it(tmp_path: Path) -> No
     table = history_table(db)
     assert "│ 2 │ 2026-01-12 │ voided │" in table
     assert "dr-kim │ entered for the wrong patient │" in table
+    again = dosing("void", "P01", "--visit", "2", "--reason", "twice", "--db", str(db))
+    assert again.returncode == 2
+    assert again.stderr == (
+        "error: visit 2 of P01 was voided; its visits: 1 (2026-01-05), 5 (2026-01-19)\n"
+    )
 
 
 def test_a_visit_before_the_last_is_refused(tmp_path: Path) -> None:

@@ -34,14 +34,14 @@ def stored_course(store: Store, patient_id: str) -> tuple[Patient, list[StoredVi
 def pick_visit(history: list[StoredVisit], row: int | None, store: Store, patient_id: str) -> int:
     """The index in `history` of visit `row` (None: the last visit), or an error that says
     what became of it."""
-    if not history:
-        raise DosingError(f"{patient_id} has no visits to correct")
     if row is None:
+        if not history:
+            raise DosingError(f"{patient_id} has no visits to correct")
         return len(history) - 1
     for index, visit in enumerate(history):
         if visit.row == row:
             return index
-    listed = ", ".join(f"{visit.row} ({visit.date})" for visit in history)
+    listed = ", ".join(f"{visit.row} ({visit.date})" for visit in history) or "none"
     for correction in store.corrections(patient_id):
         if correction.superseded.row == row:
             done = correction.superseded.kind
