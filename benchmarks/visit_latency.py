@@ -58,7 +58,7 @@ def one_visit(
             entered = time.perf_counter()
         return answer
 
-    run_visit(store, catalog.load, patient, None, date, console, ask)
+    run_visit(store, catalog.load, patient, None, date, console, ask, clinician="benchmark")
     return stream.shown_at - entered
 
 
@@ -73,7 +73,7 @@ def main() -> int:
     with Store(folder / "patients.sqlite") as store:
         for number in range(options.runs + 5):
             patient = f"P{number:04d}"
-            answers = [*NEW, *LABS_FIRST, "accept"]
+            answers = [*NEW, *LABS_FIRST, "yes", "accept"]  # yes: eligibility confirmed
             first.append(one_visit(store, patient, answers, len(answers) - 1, dt.date(2026, 1, 5)))
             answers = [*LABS_NEXT, "accept"]
             follow.append(

@@ -161,10 +161,14 @@ def test_implausible_value_needs_the_flag() -> None:
     refused = dosing("step", "imatinib-hes", *ADULT, "--lab", "platelets=5000x10^9/L")
     assert refused.returncode == 2
     assert "outside the plausible range 0-3000 x10^9/L" in refused.stderr
-    accepted = step_json(
-        "--lab", "anc=2x10^9/L", "--lab", "platelets=5000x10^9/L", "--accept-implausible"
-    )
-    assert accepted["action"] == "start"
+    others = [arg for pair in zip(NORMAL[::2], NORMAL[1::2], strict=True)
+              if not pair[1].startswith("platelets=") for arg in pair]  # fmt: skip
+    accepted = dosing(
+        "step", "imatinib-hes", *ADULT, *others, "--lab", "anc=2x10^9/L", "--lab",
+        "platelets=5000x10^9/L", "--accept-implausible", "--json",
+    )  # fmt: skip
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["action"] == "start"
 
 
 def test_stale_lab_is_not_dosed_on() -> None:
@@ -547,3 +551,46 @@ def test_square_brackets_in_a_replayed_row_are_shown_as_typed(tmp_path: Path) ->
     result = dosing("replay", "tacrolimus-trough", str(path))
     assert result.returncode == 0, result.stderr
     assert "1[/]mg bid" in result.stdout
+
+
+def test_two_different_values_of_one_lab_are_an_error() -> None:
+    """--lab anc=1.2 and --lab anc=1.5 for one draw: exit 2 naming both, never a dose (the
+    later one used to win: 400 mg, where ANC 1.2 alone gives 300 mg)."""
+    result = dosing(
+        "step",
+        "imatinib-hes",
+        *ADULT,
+        *NORMAL,
+        "--lab",
+        "anc=1.2x10^9/L",
+        "--lab",
+        "anc=1.5x10^9/L",
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: two different values for one draw: anc drawn 2026-01-05 was given as "
+        "1.2x10^9/L and as 1.5x10^9/L; give the one that is right\n"
+    )
+
+
+def test_the_same_value_twice_is_no_conflict() -> None:
+    """One ANC written twice, in two units, is one value: 300 mg qd."""
+    record = step_json("--lab", "anc=1.2x10^9/L", "--lab", "anc=1200/mm3")
+    assert (record["action"], doses(record)) == ("start", ["300 mg qd"])
+
+
+@pytest.mark.parametrize("option", ["--therapy-start", "--state-since", "--dose-since"])
+def test_a_course_date_after_the_visit_is_an_error(option: str) -> None:
+    """--therapy-start 2027-01-01 on a visit of 2026-01-05 used to give CONTINUE 400 mg with
+    'days on therapy -361 days'; now exit 2 with a message, and no dose."""
+    result = dosing(
+        "step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=2x10^9/L", "--state", "dose_400",
+        option, "2027-01-01",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: {option} 2027-01-01 is after the visit date 2026-01-05; a course cannot start, "
+        "or be at its state or dose, after the visit it decides\n"
+    )

@@ -287,3 +287,50 @@ def test_a_fall_seen_at_a_referred_visit_is_acted_on_at_the_next_decided_one() -
     labs = {"platelets": "70 x10^9/L", "anc": "2 x10^9/L", "response": "partial"}
     decided, _ = run(rux, record, labs, DAY + dt.timedelta(days=1))
     assert (decided.action, [dose.short() for dose in decided.doses]) == ("decrease", ["5 mg bid"])
+
+
+def test_two_values_for_one_draw_are_refused(imatinib: Protocol) -> None:
+    """The engine never picks one of two different values of one draw."""
+    observations = observe(imatinib, {**ADULT, **NORMAL})
+    observations.append(read_observation(imatinib, "anc", "1.2 x10^9/L", DAY))
+    with pytest.raises(EngineError, match="anc drawn 2026-01-05 was given as 4 x10"):
+        step(imatinib, PatientRecord(), DAY, observations)
+
+
+def test_the_same_value_twice_is_decided(imatinib: Protocol) -> None:
+    """The same ANC in two units is one value."""
+    observations = observe(imatinib, {**ADULT, **NORMAL})
+    observations.append(read_observation(imatinib, "anc", "4000/mm3", DAY))
+    decision, _ = step(imatinib, PatientRecord(), DAY, observations)
+    assert decision.action == "start"
+
+
+@pytest.mark.parametrize("field", ["therapy_started_on", "state_since", "dose_since"])
+def test_a_course_date_after_the_visit_is_refused(imatinib: Protocol, field: str) -> None:
+    """A therapy start, state-since or dose-since after the visit is no course to decide."""
+    late = DAY + dt.timedelta(days=1)
+    record = PatientRecord(
+        state="dose_400",
+        therapy_started_on=late if field == "therapy_started_on" else None,
+        state_since=late if field == "state_since" else None,
+        dose_since=late if field == "dose_since" else None,
+    )
+    with pytest.raises(EngineError, match="is after the visit"):
+        step(imatinib, record, DAY, observe(imatinib, {**ADULT, **NORMAL}))
+
+
+def test_refer_conflicting_keeps_no_value_of_the_name(imatinib: Protocol) -> None:
+    """A conflicting visit refers, and the record keeps neither value nor the older one."""
+    from dosing.engine import refer_conflicting
+
+    _, record = step(imatinib, PatientRecord(), DAY, observe(imatinib, {**ADULT, **NORMAL}))
+    later = DAY + dt.timedelta(days=7)
+    observations = [
+        *observe(imatinib, NORMAL, later),
+        read_observation(imatinib, "anc", "0.5 x10^9/L", later),
+    ]
+    decision, after = refer_conflicting(imatinib, record, later, observations, "P1", ["two"])
+    assert (decision.action, decision.doses, decision.warnings) == ("refer", (), ("two",))
+    assert (after.state, after.memory) == (record.state, record.memory)
+    assert "anc" not in after.observations
+    assert after.observations["platelets"].drawn_on == later

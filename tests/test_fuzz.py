@@ -320,7 +320,10 @@ def replays_every_row(case: tuple[str, str]) -> None:
                 exact = reading.spellings[spelling].apply(Fraction(Decimal(typed[1])))
                 assert observation.value == exact, observation.entered
                 assert reading.plausible(observation.value), observation.entered
-    accounted = summary.used + summary.superseded + summary.rejected + summary.not_replayed
+    accounted = (
+        summary.used + summary.duplicates + summary.superseded + summary.rejected
+        + summary.not_replayed
+    )  # fmt: skip
     assert accounted == timeline.observations
 
 

@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +209,8 @@ def test_cli_replays_the_example_with_a_summary() -> None:
     assert result.returncode == 0, result.stderr
     assert "resume-300-recurrence" in result.stdout
     assert (
-        "observations: 119 = used 119 + superseded 0 + rejected 0 + not replayed 0" in result.stdout
+        "observations: 119 = used 119 + duplicates 0 + superseded 0 + rejected 0 + not replayed 0"
+        in result.stdout
     )
     assert (
         "adherence: 15 of 16 recorded doses matched (94%); 1 after a refer not compared"
@@ -444,3 +446,94 @@ def test_a_visit_the_engine_cannot_date_stops_only_its_patient() -> None:
         "the next check, 7 days after 9999-12-28, would fall after 9999-12-31, the last date "
         "dosing can count to; is 9999-12-28 a placeholder date?"
     )
+
+
+def replayed(text: str) -> list[Any]:
+    timeline = read_timeline(text.splitlines(keepends=True), "t.csv")
+    return list(replay(load("imatinib-hes"), timeline, keep_visits=True))
+
+
+def test_two_different_rows_for_one_draw_refer_naming_both_and_their_lines() -> None:
+    """Two ANC rows of one date with different values: that visit is refer, and a warning
+    names both values and their lines (before, the later row won silently)."""
+    (patient,) = replayed(GOOD + "P1,2026-01-05,anc,1.2,x10^9/L\n")
+    (decision,) = patient.decisions
+    assert (decision.action, decision.doses) == ("refer", ())
+    assert decision.warnings == (
+        "anc drawn 2026-01-05 has two different values: '3000 /mm3' (line 3) and "
+        "'1.2 x10^9/L' (line 10); no dose from either until the clinician says which is right",
+    )
+    assert decision.reasons[0].startswith("Two different values of anc for one draw")
+    ((observations, record),) = patient.visits
+    assert "anc" not in record.observations  # the next visit needs an ANC of its own
+    assert [o.entered for o in observations if o.name == "anc"] == ["3000 /mm3", "1.2 x10^9/L"]
+
+
+def test_a_conflict_is_not_settled_by_an_older_value() -> None:
+    """After a conflicting visit, the ANC from the week before is not used: refer again."""
+    week = GOOD.replace("2026-01-05", "2026-01-12").split("\n", 1)[1]
+    conflict = week + "P1,2026-01-12,anc,0.5,x10^9/L\n"
+    later = "P1,2026-01-14,platelets,200,x10^9/L\n"
+    (patient,) = replayed(GOOD + conflict + later)
+    assert [d.action for d in patient.decisions] == ["start", "refer", "refer"]
+    assert "ANC was not given: measure ANC" in patient.decisions[2].warnings
+
+
+def test_the_same_value_twice_is_counted_as_a_duplicate() -> None:
+    """An ANC row repeated (in another unit) is fine: counted, and the visit decided."""
+    _, summary = read(GOOD + "P1,2026-01-05,anc,3,x10^9/L\n")
+    assert (summary.used, summary.duplicates, summary.actions) == (8, 1, {"start": 1})
+
+
+def test_drawn_on_dates_a_reused_value() -> None:
+    """A drawn_on column keeps a reused value's own date: 12 days old is stale, refer."""
+    header = "patient_id,date,name,value,unit,drawn_on\n"
+    first = "".join(line + ",\n" for line in GOOD.splitlines()[1:])
+    week = "P1,2026-01-12,anc,3000,/mm3,\nP1,2026-01-12,platelets,200,x10^9/L,2026-01-05\n"
+    later = "P1,2026-01-17,anc,3000,/mm3,\n"
+    (patient,) = replayed(header + first + week + later)
+    assert [d.action for d in patient.decisions] == ["start", "continue", "refer"]
+    assert (
+        "platelets from 2026-01-05 is 12 days old (at most 7 days): not used; measure platelets "
+        "again" in patient.decisions[2].warnings
+    )
+
+
+def test_a_value_drawn_after_its_visit_is_rejected() -> None:
+    """drawn_on after the visit date is a bad row, named with its line and column."""
+    from dosing.replay_output import rejected_message
+
+    header = "patient_id,date,name,value,unit,drawn_on\n"
+    text = header + "P1,2026-01-05,anc,3000,/mm3,2026-01-06\n"
+    timeline = read_timeline(text.splitlines(keepends=True), "t.csv")
+    (rejected,) = timeline.rejected
+    assert rejected_message(rejected, "t.csv") == (
+        "t.csv:2: column drawn_on: '2026-01-06': drawn after the visit date (2026-01-05)"
+    )
+
+
+def test_birth_date_gives_each_visit_its_exact_age() -> None:
+    """A birth_date row: the age at each visit is counted from it, as at the prompt."""
+    text = GOOD.replace("P1,2026-01-05,age,50,years", "P1,2026-01-05,birth_date,2008-01-06,")
+    (patient,) = replayed(text + "P1,2026-01-06,anc,3000,/mm3\n")
+    ages = [o for observations, _ in patient.visits for o in observations if o.name == "age"]
+    assert [age.value for age in ages] == [18 - Fraction(1, 365), 18]  # a day short of 18
+    assert ages[1].entered == "18 years, born 2008-01-06"
+
+
+def test_a_recorded_override_is_followed_and_a_dose_given_only_compared() -> None:
+    """dose_given 300 mg qd with an override_reason moves the course to 300 mg, and the next
+    decision says so; without one it is only compared (adherence), as before."""
+    given = "P1,2026-01-05,dose_given,300 mg qd,\n"
+    week = "P1,2026-01-12,anc,3000,/mm3\n"
+    reason = "P1,2026-01-05,override_reason,tolerated 300 mg before,\n"
+    (followed,) = replayed(GOOD + given + reason + week)
+    (compared,) = replayed(GOOD + given + week)
+    assert [(d.state, d.matches_given) for d in followed.decisions] == [
+        ("dose_400", False), ("dose_300", None),
+    ]  # fmt: skip
+    assert followed.decisions[1].warnings[-1] == (
+        "At the last visit (2026-01-05) the recommendation (400 mg qd) was overridden: 300 mg qd "
+        "chosen (tolerated 300 mg before). This decision starts from state dose_300."
+    )
+    assert [d.state for d in compared.decisions] == ["dose_400", "dose_400"]

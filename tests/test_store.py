@@ -27,7 +27,7 @@ def test_new_store_is_owner_only_and_migrated(tmp_path: Path) -> None:
     """A new store file is created 0600 and at the current schema version."""
     path = tmp_path / "deep" / "patients.sqlite"
     with Store(path) as store:
-        assert store.version == SCHEMA_VERSION == 2
+        assert store.version == SCHEMA_VERSION == 3
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -36,7 +36,7 @@ def test_migrates_an_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.sqlite"
     path.touch(mode=0o600)
     with Store(path) as store:
-        assert store.version == 2
+        assert store.version == 3
         tables = {
             r[0]
             for r in store.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -67,7 +67,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite"
     with Store(path) as store:
         store.connection.execute("PRAGMA user_version = 99")
-    with pytest.raises(StoreError, match="has schema version 99; this dosing knows up to 2"):
+    with pytest.raises(StoreError, match="has schema version 99; this dosing knows up to 3"):
         Store(path)
 
 
@@ -107,7 +107,7 @@ def test_migration_2_indexes_the_visit_keys(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     _version_1_store(path)
     with Store(path) as store:
-        assert store.version == 2
+        assert store.version == SCHEMA_VERSION
         plans = {
             table: " ".join(
                 str(step)
@@ -236,3 +236,45 @@ def _open_version(path: str, start: Any, results: Any) -> None:
             results.put(store.version)
     except StoreError as error:
         results.put(str(error))
+
+
+def test_migration_3_keeps_answers_and_adds_who_and_corrections(tmp_path: Path) -> None:
+    """A version-2 store with visits opens at version 3: the visits read as before, with no
+    clinician recorded; a visit is superseded at most once, and a voided one leaves the
+    course."""
+    import subprocess
+    import sys
+
+    from dosing.store import MIGRATIONS
+    from tests.conftest import ROOT
+
+    new = tmp_path / "new.sqlite"
+    subprocess.run(
+        [sys.executable, "-m", "dosing", "import-timeline", "imatinib-hes",
+         "examples/imatinib-hes-timeline.csv", "--db", str(new)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path, isolation_level=None) as connection:  # as version 2 wrote it
+        connection.executescript(MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version = 2;")
+        connection.execute("ATTACH DATABASE ? AS new", (str(new),))
+        for table, columns in (
+            ("patients", "*"), ("visits", "row, patient_id, date, recorded_at, supersedes"),
+            ("observations", "*"), ("decisions", "*"),
+            ("responses", "row, decision, kind, dose, reason, recorded_at"), ("records", "*"),
+        ):  # fmt: skip
+            connection.execute(f"INSERT INTO main.{table} SELECT {columns} FROM new.{table}")
+    path.chmod(0o600)
+    with Store(path) as store:
+        assert store.version == 3
+        first = store.visits("P01")[0]
+        assert first.response is not None
+        assert (first.response.kind, first.response.clinician) == ("accepted", None)
+        void = (
+            "INSERT INTO visits (patient_id, date, recorded_at, supersedes, correction) "
+            "VALUES ('P01', ?, 'now', ?, 'voided')"
+        )
+        store.connection.execute(void, (first.date.isoformat(), first.row))
+        with pytest.raises(sqlite3.DatabaseError, match="visit already superseded"):
+            store.connection.execute(void, (first.date.isoformat(), first.row))
+        assert store.visits("P01")[0].date > first.date

@@ -56,8 +56,9 @@ def test_two_visits_at_once_the_later_write_is_refused_and_no_override_is_lost(
 ) -> None:
     """Issue 10: two same-date visits of P01 start from the same record. B overrides and
     saves first; A's accept is refused (it was decided from the course before B), what A
-    typed is kept, B's override stays the current state, and A's next run loads A's labs and
-    decides from B's course."""
+    typed is kept, and B's override stays the current state. Issue 11: a patient has one
+    visit a day, so A's next run loads A's labs, shows B's visit of that date and asks
+    whether A's amends it; amended, it is decided from the course before B's visit."""
     db = tmp_path / "p.sqlite"
     assert visit(db, FIRST, "--date", "2026-01-05").returncode == 0
     a = spawn(db, "P01", "--date", "2026-01-12")
@@ -98,15 +99,19 @@ def test_two_visits_at_once_the_later_write_is_refused_and_no_override_is_lost(
         "300 mg qd", "400 mg qd",
     ]  # fmt: skip
 
-    again = visit(db, ["load", "accept"], "P01", "--date", "2026-01-12")
+    again = visit(db, ["load", "yes", "accept", "A's labs"], "P01", "--date", "2026-01-12")
     assert again.returncode == 0, again.stderr
     out = " ".join(again.stdout.split())
     assert "A visit of P01 for 2026-01-12 was typed at" in out
     assert "but not saved (P01's course changed while this visit was being entered" in out
+    assert (
+        "P01 already has a visit on 2026-01-12 (visit 2: continue 300 mg qd [dose_300:continue] "
+        "-> dose_300; dose 400 mg qd (overridden))"
+    ) in out
     assert "ANC (x10^9/L): 0.8 x10^9/L (loaded)" in out
-    assert "state dose_400" in out  # decided from B's override, not from the old course
+    assert "state hold_heme" in out  # held from 300 mg: decided from the course before B
     assert "HOLD" in out
-    assert "Saved visit 3 for P01" in out
+    assert "Amended visit 2 of P01: saved as visit 3" in out
     assert unsaved_files() == []
 
 

@@ -22,7 +22,10 @@ FIRST = [
 
 
 def env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", **extra}
+    """The test environment: plain output; answers recorded as dr-lee ($DOSING_CLINICIAN)."""
+    return {
+        **os.environ, "COLUMNS": "120", "NO_COLOR": "1", "DOSING_CLINICIAN": "dr-lee", **extra
+    }  # fmt: skip
 
 
 def visit(db: Path, answers: list[str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -175,7 +178,7 @@ def test_override_is_stored_shown_and_the_next_decision_starts_from_it(tmp_path:
         [sys.executable, "-m", "dosing", "history", "P01", "--db", str(db)],
         capture_output=True, text=True, env=env(COLUMNS="250"), cwd=ROOT,
     )  # fmt: skip
-    assert "overridden: 300 mg qd (tolerated 300 mg before)" in table.stdout
+    assert "overridden by dr-lee: 300 mg qd (tolerated 300 mg before)" in table.stdout
     fourth = visit(
         db,
         ["2.1 x10^9/L", "210 x10^9/L", "29 U/L", "27 U/L", "0.6 mg/dL", "accept"],
@@ -237,7 +240,9 @@ def test_import_timeline_then_continue_at_the_prompt(tmp_path: Path) -> None:
     assert "CONTINUE  imatinib 300 mg qd" in nxt.stdout
 
 
-@pytest.mark.parametrize("command", ["visit", "patients", "history", "import-timeline"])
+@pytest.mark.parametrize(
+    "command", ["visit", "patients", "history", "import-timeline", "amend", "void"]
+)
 def test_store_commands_have_help_with_an_example(command: str) -> None:
     """Every store command's help ends with an example."""
     result = dosing(command, "--help")
@@ -439,3 +444,101 @@ def test_a_carried_assessment_is_offered_with_enter_and_the_taper_starts(tmp_pat
     assert "life-threatening disease (yes/no) [Enter: no from 2026-01-05]:" in said
     assert "DECREASE imatinib 300 mg qd" in said
     assert "life_threatening: no, as assessed on 2026-01-05 (32 days ago; carried forward" in said
+
+
+def test_terminal_reuse_amend_confirm_then_export_and_replay(tmp_path: Path) -> None:
+    """Through a pseudo-terminal: labs reused with Enter keep the day they were drawn; a
+    second visit on one date amends the first; an override with a dose no tablets make is
+    given only when confirmed; the history shows who and why; the exported course replays to
+    the same decisions."""
+    db = tmp_path / "p.sqlite"
+
+    def session(*args: str) -> pexpect.spawn[str]:
+        command = f"{sys.executable} -m dosing visit --db {db} {' '.join(args)}"
+        return pexpect.spawn(
+            command, cwd=str(ROOT), env=env(TERM="xterm"), encoding="utf-8", timeout=30
+        )
+
+    def answer(child: pexpect.spawn[str], *pairs: tuple[str, str]) -> None:
+        for prompt, text in pairs:
+            child.expect_exact(prompt)
+            child.sendline(text)
+
+    child = session("--date", "2026-03-02")
+    prompts = ["Patient id", "Protocol", "Birth date", "sex", "weight", "height", "ANC"]
+    prompts += ["platelets", "ALT", "AST", "bilirubin", "other eligibility criteria met"]
+    answers = [*FIRST[:6], *FIRST[7:]]  # no wrong unit this time
+    answer(child, *zip(prompts, answers[:-1], strict=True))
+    answer(child, ("The clinician's answer", "accept"))
+    child.expect("Saved visit 1 for P01")
+    child.expect(pexpect.EOF)
+
+    child = session("P01", "--date", "2026-03-09")  # a week later: Enter reuses last week's
+    answer(child, ("ANC (x10^9/L) [Enter: 1.2 x10^9/L from 2026-03-02]", "1.4 x10^9/L"))
+    for lab in ("platelets (x10^9/L)", "ALT (U/L)", "AST (U/L)", "bilirubin (mg/dL)"):
+        answer(child, (f"{lab} [Enter: ", ""))
+    answer(child, ("The clinician's answer (accept/override)", "accept"))
+    child.expect("Saved visit 2 for P01")
+    child.expect(pexpect.EOF)
+
+    child = session("P01", "--date", "2026-03-09")  # the same date again: an amendment
+    answer(
+        child,
+        ("Amend that visit? (yes/no)", "yes"),
+        ("ANC (x10^9/L) [Enter: keep 1.4 x10^9/L from 2026-03-09]", "1.6 x10^9/L"),
+        ("platelets (x10^9/L) [Enter: keep 180 x10^9/L from 2026-03-02]", ""),
+        ("ALT (U/L) [Enter: keep 30 U/L from 2026-03-02]", ""),
+        ("AST (U/L) [Enter: keep 28 U/L from 2026-03-02]", ""),
+        ("bilirubin (mg/dL) [Enter: keep 0.7 mg/dL from 2026-03-02]", ""),
+        ("The clinician's answer (accept/override)", "accept"),
+        ("Reason for the amendment", "ANC read again"),
+    )
+    child.expect_exact("Amended visit 2 of P01: saved as visit 3, by dr-lee")
+    child.expect(pexpect.EOF)
+
+    child = session("P01", "--date", "2026-03-14")  # the reused labs are now 12 days old
+    answer(child, ("ANC (x10^9/L)", "1.5 x10^9/L"))
+    for lab in ("platelets (x10^9/L)", "ALT (U/L)", "AST (U/L)", "bilirubin (mg/dL)"):
+        answer(child, (f"{lab} [Enter: not measured]", ""))
+    child.expect_exact("platelets from 2026-03-02 is 12 days old")
+    answer(
+        child,
+        ("The clinician's answer (override)", "override"),
+        ("Dose actually chosen", "350 mg qd"),
+    )
+    child.expect_exact(
+        "no combination of the imatinib strengths available (100 mg, 400 mg) makes 350 mg"
+    )
+    answer(
+        child,
+        ("Give 350 mg qd all the same? Type confirm, or Enter for another dose", ""),
+        ("Dose actually chosen", "350 mg qd"),
+        ("Give 350 mg qd all the same? Type confirm, or Enter for another dose", "confirm"),
+        ("Reason for the override", "patient prefers 350 mg"),
+    )
+    child.expect("Saved visit 4 for P01")
+    child.expect(pexpect.EOF)
+
+    table = subprocess.run(
+        [sys.executable, "-m", "dosing", "history", "P01", "--db", str(db)],
+        capture_output=True, text=True, env=env(COLUMNS="400"), cwd=ROOT,
+    )  # fmt: skip
+    shown = " ".join(table.stdout.split())
+    assert "platelets 180 x10^9/L (drawn 2026-03-02)" in shown
+    assert "3 (amended 2)" in shown
+    assert (
+        "overridden by dr-lee: 350 mg qd (patient prefers 350 mg); confirmed: no combination of "
+        "the imatinib strengths available (100 mg, 400 mg) makes 350 mg"
+    ) in shown
+    exported = tmp_path / "P01.csv"
+    exported.write_text(dosing("history", "P01", "--db", str(db), "--format", "timeline").stdout)
+    assert "P01,2026-03-09,platelets,180,x10^9/L,2026-03-02" in exported.read_text()
+    replayed = dosing("replay", "imatinib-hes", str(exported), "--format", "jsonl")
+    assert replayed.returncode == 0, replayed.stderr
+    stored = dosing("history", "P01", "--db", str(db), "--format", "jsonl")
+    again = [json.loads(line) for line in replayed.stdout.splitlines()]
+    kept = [json.loads(line) for line in stored.stdout.splitlines()]
+    assert [r["action"] for r in again] == ["start", "continue", "refer"]
+    assert again == [
+        {key: record[key] for key in replay} for record, replay in zip(kept, again, strict=True)
+    ]

@@ -43,7 +43,9 @@ def conversation(
         return default if answer == "" and default is not None else answer
 
     def run(patient: str, protocol: str | None, date: dt.date) -> object:
-        return run_visit(store, catalog.load, patient, protocol, date, console, ask)
+        return run_visit(
+            store, catalog.load, patient, protocol, date, console, ask, clinician="dr-test"
+        )
 
     return run, out
 
@@ -150,5 +152,14 @@ def test_visit_without_an_id_mentions_what_is_waiting(tmp_path: Path) -> None:
             raise EOFError
 
         with pytest.raises(Exception, match="nothing was stored"):
-            run_visit(store, catalog.load, None, None, dt.date(2026, 1, 12), console, ask)
+            run_visit(
+                store,
+                catalog.load,
+                None,
+                None,
+                dt.date(2026, 1, 12),
+                console,
+                ask,
+                clinician="dr-test",
+            )
     assert "Typed but not saved: P01 (2026-01-12). Give its id to load it." in out.getvalue()

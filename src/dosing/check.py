@@ -35,7 +35,7 @@ from dosing.analysis import (
     region,
     witness,
 )
-from dosing.checks import DOSES_PER_DAY, describe_point
+from dosing.checks import DOSES_PER_DAY, describe_point, makeable
 from dosing.engine import step
 from dosing.errors import DosingError
 from dosing.guards import WHOLE_DAYS, Comparison, CountType, Guard, comparisons_in
@@ -413,7 +413,7 @@ def dose_bounds(protocol: Protocol) -> Iterator[Finding]:
                 amounts.append(slot.step)
             for amount in amounts:
                 options = strengths.get(dose.drug)
-                if options and not _makeable(amount, options):
+                if options and not makeable(amount, options):
                     listed = ", ".join(f"{format_number(s)} mg" for s in options)
                     yield Finding(
                         "strengths",
@@ -465,17 +465,6 @@ def _ceiling_passed(dose: DoseSpec, ceiling: Fraction) -> tuple[Fraction, bool]:
     if dose.rounding == "nearest":
         return above - step / 2, False
     return Fraction(above), True
-
-
-def _makeable(amount: Fraction, strengths: tuple[Fraction, ...]) -> bool:
-    """Whether whole units of the strengths add up to the amount (change-making)."""
-    scale = math.lcm(*(value.denominator for value in (amount, *strengths)))
-    target = int(amount * scale)
-    coins = [int(strength * scale) for strength in strengths]
-    reachable = [True] + [False] * target
-    for value in range(1, target + 1):
-        reachable[value] = any(coin <= value and reachable[value - coin] for coin in coins)
-    return reachable[target]
 
 
 # ---------------------------------------------------------------- boundary tests

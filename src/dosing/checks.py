@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from itertools import combinations
+from math import gcd, lcm
 
 from dosing.analysis import TooComplex, common_region, witness
 from dosing.errors import ProtocolError
@@ -157,6 +158,25 @@ def _check_dose_limit(protocol: Protocol, error_at: ErrorAt) -> None:
                     f"{format_number(dose.amount)} mg {dose.frequency} is {format_number(daily)} "
                     f"mg/day, above the protocol's maximum of {format_number(limit)} mg/day",
                 )
+
+
+def makeable(amount: Fraction, strengths: tuple[Fraction, ...]) -> bool:
+    """Whether whole units of the strengths add up to the amount (change-making)."""
+    scale = lcm(*(value.denominator for value in (amount, *strengths)))
+    coins = [int(strength * scale) for strength in strengths]
+    common = gcd(*coins)
+    target, remainder = divmod(int(amount * scale), common)
+    if remainder:
+        return False
+    coins = [coin // common for coin in coins]
+    # Every amount past the Frobenius number is made, which is below (smallest - 1) x
+    # (largest - 1) (Schur): a dose typed at the prompt cannot make the table below huge.
+    if target >= (min(coins) - 1) * (max(coins) - 1):
+        return True
+    reachable = [True] + [False] * target
+    for value in range(1, target + 1):
+        reachable[value] = any(coin <= value and reachable[value - coin] for coin in coins)
+    return reachable[target]
 
 
 def describe_point(point: Mapping[str, Fraction | str], scope: Mapping[str, NameType]) -> str:

@@ -241,11 +241,24 @@ def step(
     remembered = {
         name: read_memory(loaded, name, value) for name, value in _pairs(memory, "--memory")
     }
+    course_dates = {}
+    for option, text in (
+        ("--state-since", state_since),
+        ("--therapy-start", therapy_start),
+        ("--dose-since", dose_since),
+    ):
+        if text:
+            day = course_dates[option] = _date(text, option)
+            if day > visit:
+                raise ObservationError(
+                    f"{option} {day} is after the visit date {visit}; a course cannot start, "
+                    "or be at its state or dose, after the visit it decides"
+                )
     record = PatientRecord(
         state=state,
-        state_since=_date(state_since, "--state-since") if state_since else None,
-        therapy_started_on=_date(therapy_start, "--therapy-start") if therapy_start else None,
-        dose_since=_date(dose_since, "--dose-since") if dose_since else None,
+        state_since=course_dates.get("--state-since"),
+        therapy_started_on=course_dates.get("--therapy-start"),
+        dose_since=course_dates.get("--dose-since"),
         memory=remembered,
     )
     decision, _ = decide(loaded, record, visit, observations, patient_id)
@@ -472,6 +485,31 @@ def _open_store(db: Path | None) -> Store:
     return Store(db or default_path())
 
 
+ClinicianOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Who answers, recorded with the answer (default: $DOSING_CLINICIAN, else the "
+        "operating-system user).",
+        rich_help_panel=_STORE,
+    ),
+]
+
+
+def _clinician(option: str | None) -> str:
+    """--clinician, else $DOSING_CLINICIAN, else the operating-system user."""
+    import getpass
+
+    for given in (option, os.environ.get("DOSING_CLINICIAN")):
+        if given is not None and given.strip():
+            return given.strip()
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name for this uid (some containers)
+        raise ObservationError(
+            "no clinician to record: give --clinician NAME or set DOSING_CLINICIAN"
+        ) from None
+
+
 @app.command()
 def visit(
     patient: Annotated[
@@ -486,27 +524,94 @@ def visit(
     accept_implausible: Annotated[
         bool, typer.Option(help="Use a value outside its plausible range knowingly.")
     ] = False,
+    clinician: ClinicianOption = None,
     db: DbOption = None,
     refer_due: ReferDueOption = REFER_DUE_DAYS,
 ) -> None:
     """Enter a visit's labs at the prompt and decide the dose; the course is kept in the store.
 
     Asks only for what the protocol reads in the patient's current state, with units shown;
-    Enter reuses a still-valid earlier result. Nothing is stored until the clinician accepts
-    or overrides the decision; Ctrl-C before that leaves the store as it was. Answers can be
-    piped on stdin.
+    Enter reuses a still-valid earlier result, with the date it was drawn. Nothing is stored
+    until the clinician accepts or overrides the decision; Ctrl-C before that leaves the store
+    as it was. A visit on the date of the last one amends it (it asks). Answers can be piped
+    on stdin.
 
-    Example: [cyan]dosing visit P01 --protocol imatinib-hes[/]
+    Example: [cyan]dosing visit P01 --protocol imatinib-hes --clinician dr-lee[/]
     """
     from dosing.output import console
     from dosing.visit import rich_ask, run_visit
 
     visit_date = _date(date, "--date") if date else dt.date.today()
+    who = _clinician(clinician)
     with _open_store(db) as store:
         run_visit(
             store, catalog.load, patient, protocol, visit_date, console, rich_ask(console),
-            accept_implausible=accept_implausible, refer_due_days=refer_due,
+            clinician=who, accept_implausible=accept_implausible, refer_due_days=refer_due,
         )  # fmt: skip
+
+
+@app.command()
+def amend(
+    patient: Annotated[str, typer.Argument(help="The patient's id.")],
+    visit_row: Annotated[
+        int | None,
+        typer.Option(
+            "--visit", help="The visit to amend, as dosing history numbers it (default: the last)."
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the visit is amended (asked if left out).")
+    ] = None,
+    accept_implausible: Annotated[
+        bool, typer.Option(help="Use a value outside its plausible range knowingly.")
+    ] = False,
+    clinician: ClinicianOption = None,
+    db: DbOption = None,
+) -> None:
+    """Re-enter a stored visit's labs and decide it again; the visits after it are decided
+    again from the corrected course.
+
+    Enter keeps each value the visit had. The later decisions that change are shown before
+    anything is stored; the amended visit and each changed later visit are stored as new rows
+    that supersede the old ones, with who and why (nothing is updated in place).
+
+    Example: [cyan]dosing amend P01 --visit 3 --reason "ANC typed as 0.8, was 1.8"[/]
+    """
+    from dosing.output import console
+    from dosing.visit import rich_ask, run_amend
+
+    who = _clinician(clinician)
+    with _open_store(db) as store:
+        run_amend(
+            store, catalog.load, patient, visit_row, console, rich_ask(console), who, reason,
+            accept_implausible,
+        )  # fmt: skip
+
+
+@app.command()
+def void(
+    patient: Annotated[str, typer.Argument(help="The patient's id.")],
+    visit_row: Annotated[
+        int, typer.Option("--visit", help="The visit to void, as dosing history numbers it.")
+    ],
+    reason: Annotated[str, typer.Option(help="Why the visit is voided.")],
+    clinician: ClinicianOption = None,
+    db: DbOption = None,
+) -> None:
+    """Void a stored visit (entered for the wrong patient, or never happened); the visits
+    after it are decided again without it.
+
+    The later decisions that change are shown; the void and each changed later visit are
+    stored as new rows with who and why (nothing is deleted).
+
+    Example: [cyan]dosing void P01 --visit 3 --reason "entered for the wrong patient"[/]
+    """
+    from dosing.correcting import run_void
+    from dosing.output import console
+
+    who = _clinician(clinician)
+    with _open_store(db) as store:
+        run_void(store, catalog.load, patient, visit_row, who, reason, console)
 
 
 @app.command()
@@ -614,6 +719,8 @@ def import_timeline(
 _AFTER_A_CRASH = {
     "step": "no dose was given",
     "visit": "no dose was given, and the visit may not have been recorded (see dosing history)",
+    "amend": "the amendment may not have been recorded (see dosing history)",
+    "void": "the visit may not have been voided (see dosing history)",
     "replay": "the replay did not finish, so its output is incomplete",
     "import-timeline": "the import did not finish (see dosing patients)",
     "check": "the check did not finish",

@@ -123,13 +123,16 @@ def decision_changes(old: Protocol, new: Protocol, timeline: Timeline) -> list[D
     changes = []
     for key in dict.fromkeys([*before, *after]):
         a, b = before.get(key), after.get(key)
-        if _summary(a) != _summary(b):
+        if decision_summary(a) != decision_summary(b):
             patient, date = key
-            changes.append(DecisionChange(patient or "", str(date), _summary(a), _summary(b)))
+            changes.append(
+                DecisionChange(patient or "", str(date), decision_summary(a), decision_summary(b))
+            )
     return changes
 
 
-def _summary(decision: Decision | None) -> str:
+def decision_summary(decision: Decision | None) -> str:
+    """'hold no dose [hepatotoxicity-hold] -> hold_hepatic': what a decision comes to."""
     if decision is None:
         return "not decided"
     doses = ", ".join(dose.short() for dose in decision.doses) or "no dose"

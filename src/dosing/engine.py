@@ -73,6 +73,11 @@ def step(
         raise EngineError(
             f"'{origin}' is not a state of {protocol.id}; states: {', '.join(protocol.states)}"
         )
+    observations = tuple(observations)
+    _check_dates(record, visit)
+    clash = conflicts(observations)
+    if clash:
+        raise EngineError(conflict_message(clash))
     warnings: list[str] = []
     merged = dict(record.observations)
     for observation in observations:
@@ -111,6 +116,88 @@ def step(
     if decision.action == "refer":
         return decision, after  # nothing was acted on: the band the last visit acted in stays
     return decision, _tracked(protocol, facts, after)
+
+
+def _check_dates(record: PatientRecord, visit: dt.date) -> None:
+    """A course cannot have started, or be at its dose or state, after the visit it decides."""
+    for what, day in (
+        ("therapy start", record.therapy_started_on),
+        ("state-since", record.state_since),
+        ("dose-since", record.dose_since),
+    ):
+        if day is not None and day > visit:
+            raise EngineError(
+                f"the {what} date {day} is after the visit ({visit}); a course is decided "
+                "only from what happened up to the visit"
+            )
+
+
+def conflicts(observations: Iterable[Observation]) -> list[tuple[Observation, Observation]]:
+    """Pairs of observations of one name drawn at one time with different values (the same
+    value twice is no conflict)."""
+    first: dict[tuple[str, dt.date], Observation] = {}
+    found = []
+    for observation in observations:
+        key = (observation.name, observation.drawn_on)
+        known = first.setdefault(key, observation)
+        if known.value != observation.value:
+            found.append((known, observation))
+    return found
+
+
+def conflict_message(clash: Iterable[tuple[Observation, Observation]]) -> str:
+    """Names each conflicting pair: '... anc drawn 2026-01-05 was given as 1.2x10^9/L and as
+    1.5x10^9/L'."""
+    pairs = "; ".join(
+        f"{a.name} drawn {a.drawn_on} was given as {a.entered} and as {b.entered}" for a, b in clash
+    )
+    return f"two different values for one draw: {pairs}; give the one that is right"
+
+
+def refer_conflicting(
+    protocol: Protocol,
+    record: PatientRecord,
+    visit: dt.date,
+    observations: Iterable[Observation],
+    patient_id: str | None,
+    warnings: Iterable[str],
+) -> tuple[Decision, PatientRecord]:
+    """A visit with two different values for one name at one draw time: `refer`, with no
+    dose from either value, nor from an older one. The record keeps the visit's other values
+    and none of that name, so the next visit needs it measured again."""
+    observations = tuple(observations)
+    _check_dates(record, visit)
+    names = {first.name for first, _ in conflicts(observations)}
+    merged = {name: o for name, o in record.observations.items() if name not in names}
+    for observation in observations:
+        known = merged.get(observation.name)
+        if observation.name not in names and (
+            known is None or observation.drawn_on >= known.drawn_on
+        ):
+            merged[observation.name] = observation
+    state = record.state or protocol.initial
+    if state not in protocol.states:
+        raise EngineError(
+            f"'{state}' is not a state of {protocol.id}; states: {', '.join(protocol.states)}"
+        )
+    decision = Decision(
+        patient_id=patient_id,
+        date=visit,
+        protocol=protocol.id,
+        protocol_version=protocol.version,
+        protocol_sha256=protocol.sha256,
+        state=state,
+        action="refer",
+        doses=(),
+        next_check=None,
+        rules=(),
+        reasons=(
+            f"Two different values of {', '.join(sorted(names))} for one draw: no dose is "
+            "recommended from either; the clinician decides which is right",
+        ),
+        warnings=tuple(warnings),
+    )
+    return decision, attrs.evolve(record, state=state, observations=merged)
 
 
 def _tracked(protocol: Protocol, facts: _Facts, record: PatientRecord) -> PatientRecord:

@@ -4,31 +4,39 @@ imported into the store."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 from rich.table import Table
+from rich.text import Text
 
+from dosing.choice import advised, matches
 from dosing.decision import Decision, decision_from_json
+from dosing.diff import decision_summary
 from dosing.errors import Cancelled, DosingError
 from dosing.model import Protocol
+from dosing.observations import Observation, age_since, read_observation
 from dosing.output import console
 from dosing.replay import PatientReplay, replay
-from dosing.replay_output import CSV_FIELDS, csv_row, jsonl_line
+from dosing.replay_output import CSV_FIELDS, csv_row
 from dosing.replay_run import load_timeline
 from dosing.store import (
+    CorrectionRow,
     ImportedVisit,
     Patient,
     Response,
     Store,
     StoredVisit,
     StoreWriteError,
+    Superseded,
     dose_in_force,
 )
-from dosing.timeline import LONG_COLUMNS
+from dosing.timeline import DRAWN_ON, LONG_COLUMNS
 from dosing.units import split_text
 
 _FACTS = frozenset({"age", "sex", "weight", "height"})
@@ -56,22 +64,22 @@ def _count(number: int, noun: str) -> str:
 
 
 def _decision(visit: StoredVisit) -> Decision:
-    """The stored decision, with the dose actually given (the chosen one if overridden)."""
+    """The stored decision, with the dose actually given: the advice if accepted, the dose
+    chosen if overridden, the dose recorded for an imported visit."""
     decision = decision_from_json(visit.decision)
-    answer = visit.response
-    if answer is None or answer.kind == "unknown":
+    given = dose_given(decision, visit.response)
+    if given is None:
         return decision
-    if answer.kind == "overridden":
-        matches = None if decision.action == "refer" else False
-        return _given(decision, answer.dose or "none", matches)
-    advised = " + ".join(dose.short() for dose in decision.doses) or "none"
-    return _given(decision, advised, True)
+    return attrs.evolve(decision, dose_given=given, matches_given=matches(given, decision))
 
 
-def _given(decision: Decision, dose: str, matches: bool | None) -> Decision:
-    import attrs
-
-    return attrs.evolve(decision, dose_given=dose, matches_given=matches)
+def dose_given(decision: Decision, answer: Response | None) -> str | None:
+    """The dose given after a decision, as a timeline's dose_given row writes it."""
+    if answer is None:
+        return None
+    if answer.kind == "accepted":
+        return advised(decision)
+    return answer.dose
 
 
 def show_history(
@@ -85,77 +93,211 @@ def show_history(
     patient, visits = _course(store, patient_id)
     decisions = [_decision(visit) for visit in visits]
     if output_format == "jsonl":
-        sys.stdout.writelines(jsonl_line(decision) for decision in decisions)
+        sys.stdout.writelines(
+            json.dumps(_record(visit, decision), ensure_ascii=False) + "\n"
+            for visit, decision in zip(visits, decisions, strict=True)
+        )
     elif output_format == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(CSV_FIELDS)
-        writer.writerows(csv_row(decision) for decision in decisions)
+        writer.writerow((*CSV_FIELDS, *_CSV_MORE))
+        writer.writerows(
+            (*csv_row(decision), *_csv_more(visit))
+            for visit, decision in zip(visits, decisions, strict=True)
+        )
     elif output_format == "timeline":
         _write_timeline(patient, visits, decisions)
     else:
         console.print(_table(patient, visits))
+        chain = store.corrections(patient_id)
+        if chain:
+            console.print(_chain(store, chain))
     if plot is not None:
         from dosing.plots import plot_patient
 
         replayed = PatientReplay(patient_id, decisions=decisions)
-        for visit in visits:
-            replayed.values.extend(
-                (visit.date, o.name, o.value)
-                for o in visit.observations
-                if not isinstance(o.value, str)
-            )
+        seen: set[tuple[str, dt.date]] = set()
+        for visit in visits:  # each value once, on the day it was drawn
+            for o in visit.observations:
+                if not isinstance(o.value, str) and (o.name, o.drawn_on) not in seen:
+                    seen.add((o.name, o.drawn_on))
+                    replayed.values.append((o.drawn_on, o.name, o.value))
+        replayed.values.sort(key=lambda value: value[0])
         written = plot_patient(protocol_for(patient.protocol), replayed, plot.parent)
         written.replace(plot)
         console.print(f"Wrote {plot}")
 
 
+_CSV_MORE = (
+    "visit", "observations", "answer", "answer_reason", "clinician", "confirmed", "supersedes",
+)  # fmt: skip
+"""History's columns after a replay's: the stored visit, its values with the day each was
+drawn, the clinician's answer, and the correction it made."""
+
+
+def _observed(visit: StoredVisit) -> list[dict[str, str]]:
+    return [
+        {"name": o.name, "value": o.entered, "drawn_on": o.drawn_on.isoformat()}
+        for o in visit.observations
+    ]
+
+
+def _record(visit: StoredVisit, decision: Decision) -> dict[str, Any]:
+    """A history JSON line: the decision record, then the visit, its values, the answer."""
+    answer = visit.response
+    return {
+        **decision.to_json(),
+        "visit": visit.row,
+        "observations": _observed(visit),
+        "answer": None if answer is None else attrs.asdict(answer),
+        "supersedes": None if visit.supersedes is None else attrs.asdict(visit.supersedes),
+    }
+
+
+def _csv_more(visit: StoredVisit) -> tuple[str, ...]:
+    answer = visit.response or Response("unknown")
+    return (
+        str(visit.row),
+        " | ".join(_shown(o, visit.date) for o in visit.observations),
+        answer.kind,
+        answer.reason or "",
+        answer.clinician or "",
+        answer.confirmed or "",
+        _supersedes(visit.supersedes) if visit.supersedes else "",
+    )
+
+
+def _shown(observation: Observation, date: dt.date) -> str:
+    """'anc 1.2 x10^9/L', with the day it was drawn when that was before the visit."""
+    drawn = f" (drawn {observation.drawn_on})" if observation.drawn_on != date else ""
+    return f"{observation.name} {observation.entered}{drawn}"
+
+
+def _supersedes(superseded: Superseded) -> str:
+    by = f" by {superseded.clinician}" if superseded.clinician else ""
+    why = f": {superseded.reason}" if superseded.reason else ""
+    return f"{superseded.kind} visit {superseded.row}{by} at {superseded.recorded_at}{why}"
+
+
+def _answer(answer: Response | None) -> str:
+    if answer is None:
+        return "-"
+    by = f" by {answer.clinician}" if answer.clinician else ""
+    if answer.kind == "overridden":
+        confirmed = f"; confirmed: {answer.confirmed}" if answer.confirmed else ""
+        return f"overridden{by}: {answer.dose} ({answer.reason}){confirmed}"
+    if answer.kind == "unknown":
+        given = f"{answer.dose} given; " if answer.dose else ""
+        return f"no answer recorded: {given}{answer.reason or ''}".rstrip("; ")
+    return f"{answer.kind}{by}"
+
+
 def _table(patient: Patient, visits: list[StoredVisit]) -> Table:
     table = Table(title=f"{patient.patient_id} on {patient.protocol}", title_justify="left")
-    for column in ("date", "labs", "state", "action", "dose advised", "rule", "answer"):
+    for column in ("visit", "date", "labs", "state", "action", "dose advised", "rule", "answer"):
         table.add_column(column, overflow="fold")
     for visit in visits:
-        labs = ", ".join(
-            f"{o.name} {o.entered}" for o in visit.observations if o.name not in _FACTS
-        )
+        labs = ", ".join(_shown(o, visit.date) for o in visit.observations if o.name not in _FACTS)
         decision = visit.decision
-        advised = ", ".join(
+        advised_doses = ", ".join(
             f"{d['amount']} {d['unit']} {d['frequency']}" for d in decision["doses"]
         )
-        answer = visit.response
-        if answer is None:
-            told = "-"
-        elif answer.kind == "overridden":
-            told = f"overridden: {answer.dose} ({answer.reason})"
-        else:
-            told = answer.kind
-        table.add_row(
+        row = str(visit.row)
+        if visit.supersedes is not None:
+            row += f" ({visit.supersedes.kind} {visit.supersedes.row})"
+        cells = (
+            row,
             str(visit.date),
             labs,
             decision["state"],
             decision["action"],
-            advised or "-",
+            advised_doses or "-",
             ", ".join(rule["id"] for rule in decision["rules"]),
-            told,
+            _answer(visit.response),
         )
+        table.add_row(*map(Text, cells))
     return table
 
 
+def _chain(store: Store, chain: list[CorrectionRow]) -> Table:
+    """Every correction, oldest first: what each replaced, by whom, when and why."""
+    table = Table(
+        title="Corrections (nothing is updated in place: each row supersedes an earlier one)",
+        title_justify="left",
+    )
+    for column in ("when", "visit", "date", "what", "was", "is", "by", "why"):
+        table.add_column(column, overflow="fold")
+    for correction in chain:
+        old, new = store.visit(correction.superseded.row), store.visit(correction.row)
+        done = correction.superseded
+        cells = (
+            done.recorded_at,
+            f"{done.row} -> {correction.row}" if new else str(done.row),
+            str(correction.date),
+            done.kind,
+            _summary(old),
+            _summary(new) if new else "-",
+            done.clinician or "-",
+            done.reason or "-",
+        )
+        table.add_row(*map(Text, cells))
+    return table
+
+
+def _summary(visit: StoredVisit | None) -> str:
+    if visit is None:
+        return "-"
+    return decision_summary(decision_from_json(visit.decision))
+
+
 def _write_timeline(patient: Patient, visits: list[StoredVisit], decisions: list[Decision]) -> None:
-    """The course as a long-format timeline: `dosing replay` reads it back."""
+    """The course as a long-format timeline that `dosing replay` reads back to the same
+    decisions: each value with the day it was drawn, the birth date ages are counted from,
+    the dose given and, for an override, its reason."""
     writer = csv.writer(sys.stdout)
-    writer.writerow(LONG_COLUMNS)
-    for visit, decision in zip(visits, decisions, strict=True):
+    writer.writerow((*LONG_COLUMNS, DRAWN_ON))
+    facts = patient.facts
+    birth = facts.get("birth_date")
+    for index, (visit, decision) in enumerate(zip(visits, decisions, strict=True)):
         date = visit.date.isoformat()
+        if index == 0:
+            for name in ("birth_date", "start_state", "therapy_start"):
+                if name in facts:
+                    writer.writerow((patient.patient_id, date, name, facts[name], "", ""))
         for observation in visit.observations:
+            if birth is not None and observation.entered.endswith(f", born {birth}"):
+                continue  # the age from the birth date, counted again on replay
+            if _counted_on(observation, facts):  # an imported age, counted on at the prompt
+                value, unit = split_text(facts["age"])
+                writer.writerow((patient.patient_id, date, "age", value, unit, facts["age_on"]))
+                continue
             if isinstance(observation.value, str):
                 value, unit = observation.entered, ""
             elif observation.name == "age":
                 value, unit = observation.entered.split(" ", 1)[0], "years"
             else:
                 value, unit = split_text(observation.entered)
-            writer.writerow((patient.patient_id, date, observation.name, value, unit))
+            drawn = observation.drawn_on.isoformat()
+            writer.writerow((patient.patient_id, date, observation.name, value, unit,
+                             "" if drawn == date else drawn))  # fmt: skip
         if decision.dose_given is not None:
-            writer.writerow((patient.patient_id, date, "dose_given", decision.dose_given, ""))
+            writer.writerow((patient.patient_id, date, "dose_given", decision.dose_given, "", ""))
+        answer = visit.response
+        if answer is not None and answer.kind == "overridden":
+            writer.writerow(
+                (patient.patient_id, date, "override_reason", answer.reason or "", "", "")
+            )
+
+
+def _counted_on(observation: Observation, facts: dict[str, str]) -> bool:
+    """Whether the observation is an imported age counted on to a later visit (the export
+    writes the age as recorded, with its day, and replay counts it on the same way)."""
+    if observation.name != "age" or "age_on" not in facts:
+        return False
+    since = dt.date.fromisoformat(facts["age_on"])
+    if observation.drawn_on <= since:
+        return False
+    then = read_observation(None, "age", facts["age"], since)
+    return age_since(then, observation.drawn_on) == observation
 
 
 class ImportCancelled(Cancelled):
@@ -183,10 +325,10 @@ def import_into_store(store: Store, protocol: Protocol, path: Path) -> None:
                 console.print(f"{result.patient_id}: no visit decided, nothing to store.")
                 continue
             visits = [
-                ImportedVisit(decision.date, observations, decision, _response(decision, path),
-                              record)
-                for decision, (observations, record) in zip(
-                    result.decisions, result.visits, strict=True
+                ImportedVisit(decision.date, observations, decision,
+                              _response(decision, reason, path), record)
+                for decision, (observations, record), reason in zip(
+                    result.decisions, result.visits, result.override_reasons, strict=True
                 )
             ]  # fmt: skip
             patient = Patient(result.patient_id, protocol.id, _facts(result))
@@ -252,22 +394,39 @@ def _already_stored(store: Store, result: PatientReplay, path: Path) -> str:
 
 
 def _facts(result: PatientReplay) -> dict[str, str]:
+    """The patient's facts as the prompt keeps them, and where the course started."""
     facts: dict[str, str] = {}
     for observations, _ in result.visits:
         for observation in observations:
-            if observation.name == "age" and "age" not in facts:
+            _, born, birth = observation.entered.rpartition(", born ")
+            if observation.name == "age" and born and "birth_date" not in facts:
+                facts["birth_date"] = birth
+            elif observation.name == "age" and not born and "age" not in facts:
                 facts["age"] = observation.entered
                 facts["age_on"] = observation.drawn_on.isoformat()
             elif observation.name in ("sex", "weight", "height"):
                 facts[observation.name] = observation.entered
+    start = result.start
+    if start is not None and start.state is not None:
+        facts["start_state"] = start.state
+    if start is not None and start.therapy_started_on is not None:
+        facts["therapy_start"] = start.therapy_started_on.isoformat()
     return facts
 
 
-def _response(decision: Decision, path: Path) -> Response:
+def _response(decision: Decision, reason: str | None, path: Path) -> Response:
+    """The answer an imported visit records: an override where the timeline records one
+    (override_reason), else only the dose given."""
     if decision.dose_given is None:
         return Response(
             "unknown", None, f"imported from {path.name}: the dose given was not recorded"
         )
     if decision.matches_given:
         return Response("accepted")
-    return Response("overridden", decision.dose_given, f"imported from {path.name}: the dose given")
+    if reason is not None:
+        return Response("overridden", decision.dose_given, reason)
+    return Response(
+        "unknown",
+        decision.dose_given,
+        f"imported from {path.name}: the dose given, not the advice; no override was recorded",
+    )

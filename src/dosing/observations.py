@@ -9,6 +9,7 @@ from fractions import Fraction
 import attrs
 
 from dosing.characters import shown
+from dosing.derived import age_on
 from dosing.errors import ObservationError, UnitError
 from dosing.model import Protocol, Reading
 from dosing.units import Conversion, accepted_spellings, conversion, format_number, split_value
@@ -23,6 +24,21 @@ class Observation:
     value: Fraction | str
     entered: str
     drawn_on: dt.date
+
+
+def age_observation(birth: dt.date, date: dt.date) -> Observation:
+    """The age on a date from the birth date, exact (`age_on`), as the prompt and a replayed
+    birth_date give it."""
+    years = age_on(birth, date)
+    return Observation("age", years, f"{format_number(years, 2)} years, born {birth}", date)
+
+
+def age_since(then: Observation, date: dt.date) -> Observation:
+    """An age recorded on an earlier day (`then.drawn_on`), counted on to `date` as the
+    prompt counts an imported age: a year is 365.25 days."""
+    assert isinstance(then.value, Fraction)
+    years = then.value + Fraction((date - then.drawn_on).days * 4, 1461)
+    return Observation("age", years, f"{format_number(years, 2)} years", date)
 
 
 def read_memory(protocol: Protocol, name: str, text: str) -> Fraction | str:

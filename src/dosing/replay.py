@@ -15,11 +15,12 @@ from fractions import Fraction
 
 import attrs
 
+from dosing.choice import apply_choice, matches, override_note
 from dosing.decision import Decision
-from dosing.engine import step
+from dosing.engine import refer_conflicting, step
 from dosing.errors import DosingError
 from dosing.model import Protocol
-from dosing.observations import Observation, ObservationReader
+from dosing.observations import Observation, ObservationReader, age_observation, age_since
 from dosing.patient import PatientRecord
 from dosing.timeline import Rejected, Row, Timeline, parse_day
 
@@ -40,6 +41,8 @@ class PatientReplay:
     patient_id: str
     decisions: list[Decision] = attrs.Factory(list)
     used: int = 0
+    duplicates: int = 0
+    """Rows that repeat a value already given for the same draw (the same value twice)."""
     superseded: int = 0
     carried_forward: int = 0
     """Lab values used at a later visit than the one they were measured at."""
@@ -50,6 +53,10 @@ class PatientReplay:
     """Lab values by date (kept only when asked for, for plots)."""
     visits: list[tuple[list[Observation], PatientRecord]] = attrs.Factory(list)
     """Per decision, the visit's observations and the record after it (kept when asked for)."""
+    start: PatientRecord | None = None
+    """Where the patient stood before the first visit (start_state, therapy_start)."""
+    override_reasons: list[str | None] = attrs.Factory(list)
+    """Per decision, why the dose given was not the advice, when an override_reason row says."""
 
 
 def replay(
@@ -101,6 +108,8 @@ def replay_patient(
         memory=dict(start.memory),
     )
     first = True
+    birth: dt.date | None = None
+    note: str | None = None  # for the next decision, after an override the course follows
     index = 0
     while index < len(rows):
         day = rows[index].day
@@ -113,48 +122,62 @@ def replay_patient(
             _not_replayed(result, rows[index:], stop_line, skip=None)
             break
         try:
-            observations, given, record, superseded = _read_visit(
-                protocol, reader, patient_id, visit_rows, date, record, first
+            visit = _read_visit(
+                protocol, reader, patient_id, visit_rows, date, record, first, birth
             )
-            decision, record = _decide(protocol, record, date, observations, patient_id, visit_rows)
+            birth = visit.birth
+            if first:
+                result.start = visit.record
+            decision, record = _decide(protocol, visit, date, patient_id, visit_rows)
         except _BadRow as bad:
             result.rejected.append(bad.rejected)
             result.stopped_at = bad.rejected.line
             _not_replayed(result, rows[index:], bad.rejected.line, skip=bad.row)
             break
-        result.superseded += superseded
-        result.used += len(visit_rows) - superseded
-        result.carried_forward += _carried(protocol, record, observations, date)
+        result.duplicates += visit.duplicates
+        result.superseded += visit.superseded
+        result.used += len(visit_rows) - visit.duplicates - visit.superseded
+        fresh = {observation.name for observation in visit.observations}
+        result.carried_forward += _carried(protocol, record, fresh, date)
         if keep_values:
             result.values.extend(
-                (date, name, observation.value)
-                for name, observation in observations.items()
-                if name in protocol.labs and isinstance(observation.value, Fraction)
+                (observation.drawn_on, observation.name, observation.value)
+                for observation in visit.observations
+                if observation.name in protocol.labs and isinstance(observation.value, Fraction)
             )
+        if note is not None:
+            decision = attrs.evolve(decision, warnings=(*decision.warnings, note))
+            note = None
+        given = visit.given
         if given is not None:
-            decision = attrs.evolve(
-                decision, dose_given=given, matches_given=_matches(given, decision)
-            )
+            matched = matches(given, decision)
+            decision = attrs.evolve(decision, dose_given=given, matches_given=matched)
+            if matched is not True and visit.reason is not None:
+                # An override the clinician recorded (with its reason): the course follows the
+                # dose chosen, as at the prompt. A dose given without one is only compared.
+                record, _ = apply_choice(protocol, record, given, date)
+                note = override_note(date, decision.doses, given, visit.reason, record)
         result.decisions.append(decision)
+        result.override_reasons.append(visit.reason)
         if keep_visits:
-            result.visits.append((list(observations.values()), record))
+            result.visits.append((visit.observations, record))
         first = False
         index = end
     return result
 
 
 def _decide(
-    protocol: Protocol,
-    record: PatientRecord,
-    date: dt.date,
-    observations: dict[str, Observation],
-    patient_id: str,
-    visit_rows: list[Row],
+    protocol: Protocol, visit: _Visit, date: dt.date, patient_id: str, visit_rows: list[Row]
 ) -> tuple[Decision, PatientRecord]:
-    """The engine's decision; a visit it cannot decide stops the patient at the visit's
-    first row, like a bad row, instead of ending the whole replay."""
+    """The engine's decision (`refer` when two rows give one draw different values); a visit
+    it cannot decide stops the patient at the visit's first row, like a bad row, instead of
+    ending the whole replay."""
     try:
-        return step(protocol, record, date, observations.values(), patient_id)
+        if visit.conflicts:
+            return refer_conflicting(
+                protocol, visit.record, date, visit.observations, patient_id, visit.conflicts
+            )
+        return step(protocol, visit.record, date, visit.observations, patient_id)
     except DosingError as error:
         first = visit_rows[0]
         bad = Rejected(first.line, patient_id, "date", date.isoformat(), str(error))
@@ -190,6 +213,22 @@ def _reader(protocol: Protocol, accept_implausible: bool) -> ObservationReader:
     return known[1]
 
 
+@attrs.frozen
+class _Visit:
+    """One date's rows, read."""
+
+    observations: list[Observation]
+    """Each value once; for a name, only the latest draw (and both values of a conflict)."""
+    given: str | None
+    reason: str | None
+    record: PatientRecord
+    birth: dt.date | None
+    duplicates: int
+    superseded: int
+    conflicts: list[str]
+    """A warning per pair of rows that give one draw different values."""
+
+
 def _read_visit(
     protocol: Protocol,
     reader: ObservationReader,
@@ -198,24 +237,71 @@ def _read_visit(
     date: dt.date,
     record: PatientRecord,
     first: bool,
-) -> tuple[dict[str, Observation], str | None, PatientRecord, int]:
-    observations: dict[str, Observation] = {}
+    birth: dt.date | None,
+) -> _Visit:
+    read: dict[tuple[str, dt.date], tuple[Observation, Row]] = {}
+    kept: list[Observation] = []
+    conflicts: list[str] = []
     given: str | None = None
-    superseded = 0
+    reason: str | None = None
+    duplicates = superseded = 0
     for row in visit_rows:
         try:
             if row.name == "dose_given":
                 superseded += given is not None
                 given = row.text
+            elif row.name == "override_reason":
+                superseded += reason is not None
+                reason = row.text
+            elif row.name == "birth_date":
+                birth = _birth(row, date, birth)
             elif row.name in ("start_state", "therapy_start"):
                 record = _start(protocol, record, row, first)
             else:
-                superseded += row.name in observations
-                observations[row.name] = reader.read(row.name, row.text, date)
+                drawn = date if row.drawn is None else dt.date.fromordinal(row.drawn)
+                observation = reader.read(row.name, row.text, drawn)
+                if observation.name == "age" and drawn < date:  # an age then, counted on
+                    drawn = date
+                    observation = age_since(observation, date)
+                known = read.setdefault((observation.name, drawn), (observation, row))
+                if known[1] is row:
+                    kept.append(observation)
+                elif known[0].value == observation.value:
+                    duplicates += 1
+                else:
+                    kept.append(observation)
+                    conflicts.append(_conflict(known[0], known[1], observation, row))
         except DosingError as error:
             bad = Rejected(row.line, patient_id, row.column, row.text, str(error))
             raise _BadRow(bad, row) from None
-    return observations, given, record, superseded
+    latest: dict[str, dt.date] = {}
+    for observation in kept:
+        latest[observation.name] = max(observation.drawn_on, latest.get(observation.name, date.min))
+    observations = [o for o in kept if o.drawn_on == latest[o.name]]
+    superseded += len(kept) - len(observations)
+    if birth is not None and "age" in protocol.facts and "age" not in latest:
+        observations.append(age_observation(birth, date))
+    return _Visit(observations, given, reason, record, birth, duplicates, superseded, conflicts)
+
+
+def _conflict(first: Observation, first_row: Row, second: Observation, second_row: Row) -> str:
+    return (
+        f"{first.name} drawn {first.drawn_on} has two different values: '{first_row.text}' "
+        f"(line {first_row.line}) and '{second_row.text}' (line {second_row.line}); no dose "
+        "from either until the clinician says which is right"
+    )
+
+
+def _birth(row: Row, date: dt.date, known: dt.date | None) -> dt.date:
+    day = parse_day(row.text)
+    if day is None:
+        raise DosingError(f"'{row.text}' is not a date (YYYY-MM-DD)")
+    birth = dt.date.fromordinal(day)
+    if birth > date:
+        raise DosingError(f"the birth date {birth} is after the visit ({date})")
+    if known is not None and birth != known:
+        raise DosingError(f"the birth date was given as {known} before; a patient has one")
+    return birth
 
 
 def _start(protocol: Protocol, record: PatientRecord, row: Row, first: bool) -> PatientRecord:
@@ -235,9 +321,7 @@ def _start(protocol: Protocol, record: PatientRecord, row: Row, first: bool) -> 
     return attrs.evolve(record, therapy_started_on=started, state_since=started, dose_since=started)
 
 
-def _carried(
-    protocol: Protocol, record: PatientRecord, fresh: Mapping[str, Observation], date: dt.date
-) -> int:
+def _carried(protocol: Protocol, record: PatientRecord, fresh: set[str], date: dt.date) -> int:
     carried = 0
     for name, lab in protocol.labs.items():
         kept = record.observations.get(name)
@@ -250,22 +334,6 @@ def _carried(
     return carried
 
 
-def _normalized(text: str) -> str:
-    return " ".join(text.lower().replace(",", " + ").split())
-
-
-def _matches(given: str, decision: Decision) -> bool | None:
-    """Whether a recorded dose ('300 mg qd'; 'none' or 'held' for no dose) is the one advised;
-    None after a refer, where there is no advice to compare with."""
-    if decision.action == "refer":
-        return None
-    if not decision.doses:
-        return _normalized(given) in ("none", "held", "hold", "0", "0 mg", "no dose")
-    advised = " + ".join(dose.short() for dose in decision.doses)
-    with_drugs = " + ".join(str(dose) for dose in decision.doses)
-    return _normalized(given) in (_normalized(advised), _normalized(with_drugs))
-
-
 @attrs.define
 class Summary:
     """Counts over a whole replay: actions, rules, rows, adherence, patients with warnings."""
@@ -275,6 +343,8 @@ class Summary:
     actions: Counter[str] = attrs.Factory(Counter)
     rules: Counter[str] = attrs.Factory(Counter)
     used: int = 0
+    duplicates: int = 0
+    """Rows that repeat a value already given for the same draw (the same value twice)."""
     superseded: int = 0
     carried_forward: int = 0
     rejected: int = 0
@@ -290,6 +360,7 @@ class Summary:
         self.patients += 1
         self.decisions += len(patient.decisions)
         self.used += patient.used
+        self.duplicates += patient.duplicates
         self.superseded += patient.superseded
         self.carried_forward += patient.carried_forward
         for rejected in patient.rejected:

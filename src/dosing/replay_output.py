@@ -98,13 +98,17 @@ def patient_table(patient: PatientReplay) -> Table:
 
 def summary_view(summary: Summary, timeline: Timeline) -> Group:
     """Counts per action and rule, every row accounted for, adherence, patients to look at."""
-    rows = summary.used + summary.superseded + summary.rejected + summary.not_replayed
+    rows = (
+        summary.used + summary.duplicates + summary.superseded + summary.rejected
+        + summary.not_replayed
+    )  # fmt: skip
     parse_rejected = len(timeline.rejected)
     lines = [
         Text(f"{summary.patients} patients, {summary.decisions} decisions", style="bold"),
         Text(
             f"observations: {timeline.observations + parse_rejected} = used {summary.used}"
-            f" + superseded {summary.superseded} + rejected {summary.rejected + parse_rejected}"
+            f" + duplicates {summary.duplicates} + superseded {summary.superseded}"
+            f" + rejected {summary.rejected + parse_rejected}"
             f" + not replayed {summary.not_replayed}"
             f"; {summary.carried_forward} lab values carried forward to a later visit"
         ),

@@ -114,6 +114,23 @@ MIGRATIONS: tuple[str, ...] = (
         AND EXISTS (SELECT 1 FROM patients WHERE patient_id = NEW.patient_id)
     BEGIN SELECT RAISE(ABORT, 'patient already registered: add a superseding row'); END;
     """,
+    # 3: who decided, and corrections. A response records the clinician who gave it and
+    # what they confirmed (a dose no tablets make, or above the maximum). A visit row that
+    # supersedes another says how (amended, voided, re-decided after an earlier correction),
+    # by whom and why; a voided visit is superseded by a row with no decision. A visit is
+    # superseded once.
+    """
+    ALTER TABLE responses ADD COLUMN clinician TEXT;
+    ALTER TABLE responses ADD COLUMN confirmed TEXT;
+    ALTER TABLE visits ADD COLUMN correction TEXT
+        CHECK (correction IN ('amended', 'voided', 're-decided'));
+    ALTER TABLE visits ADD COLUMN clinician TEXT;
+    ALTER TABLE visits ADD COLUMN reason TEXT;
+    CREATE TRIGGER visits_superseded_once BEFORE INSERT ON visits
+    WHEN NEW.supersedes IS NOT NULL
+        AND EXISTS (SELECT 1 FROM visits WHERE supersedes = NEW.supersedes)
+    BEGIN SELECT RAISE(ABORT, 'visit already superseded'); END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -142,9 +159,30 @@ class Response:
     """The clinician's answer to a decision."""
 
     kind: Literal["accepted", "overridden", "unknown"]
-    """'unknown' for an imported decision whose dose given was not recorded."""
+    """'unknown' for an imported decision: no answer was recorded, only (maybe) the dose
+    given."""
     dose: str | None = None
+    """The dose chosen when overridden; for 'unknown', the dose given if recorded."""
     reason: str | None = None
+    clinician: str | None = None
+    """Who answered (None for imported decisions, and answers stored before it was kept)."""
+    confirmed: str | None = None
+    """What the clinician confirmed about the dose chosen: why it needed confirming."""
+
+
+Correction = Literal["amended", "voided", "re-decided"]
+
+
+@attrs.frozen
+class Superseded:
+    """How a visit row replaced an earlier one: by whom, when and why."""
+
+    row: int
+    """The visit row replaced."""
+    kind: Correction
+    clinician: str | None
+    reason: str | None
+    recorded_at: str
 
 
 @attrs.frozen
@@ -157,13 +195,37 @@ class StoredVisit:
     decision: dict[str, Any]
     response: Response | None
     record: PatientRecord
+    supersedes: Superseded | None = None
+    """Set when this visit replaced an earlier one (an amendment or a re-decision)."""
+
+
+@attrs.frozen
+class CorrectionRow:
+    """A row of a patient's chain of corrections: the new row, and the one it replaced."""
+
+    row: int
+    date: dt.date
+    superseded: Superseded
+
+
+@attrs.frozen
+class Replacement:
+    """A correction to store: the visit row replaced, and its new content (None: voided)."""
+
+    supersedes: int
+    kind: Correction
+    clinician: str
+    reason: str
+    visit: ImportedVisit | None
 
 
 def dose_in_force(doses: list[dict[str, Any]], response: Response | None) -> str:
-    """The dose after a visit: the one chosen if the advice was overridden, else the advised
-    doses (`doses` as in the decision record)."""
+    """The dose after a visit: the one chosen if the advice was overridden (or the one given,
+    recorded without an answer), else the advised doses (`doses` as in the decision record)."""
     if response is not None and response.kind == "overridden":
         return f"{response.dose} (overridden)"
+    if response is not None and response.kind == "unknown" and response.dose is not None:
+        return f"{response.dose} (given)"
     return (
         ", ".join(f"{d['drug']} {d['amount']} {d['unit']} {d['frequency']}" for d in doses)
         or "none"
@@ -323,39 +385,59 @@ class Store:
     # ------------------------------------------------------------------ visits
 
     def visits(self, patient_id: str) -> list[StoredVisit]:
-        """The patient's visits in date order, superseded ones left out."""
+        """The patient's visits in date order, superseded and voided ones left out."""
         rows = self.connection.execute(
-            "SELECT v.row, v.date, d.row, d.record, r.record FROM visits v "
-            "JOIN decisions d ON d.visit = v.row JOIN records r ON r.visit = v.row "
-            "WHERE v.patient_id = ? AND v.row NOT IN "
+            f"{_VISIT} WHERE v.patient_id = ? AND v.row NOT IN "
             "(SELECT supersedes FROM visits WHERE supersedes IS NOT NULL) ORDER BY v.date, v.row",
             (patient_id,),
         ).fetchall()
-        visits = []
-        for visit_row, date, decision_row, decision, record in rows:
-            observations = tuple(
-                Observation(name, _value(canonical), entered, dt.date.fromisoformat(drawn))
-                for name, entered, canonical, drawn in self.connection.execute(
-                    "SELECT name, entered, canonical, drawn_on FROM observations WHERE visit = ?"
-                    " ORDER BY row",
-                    (visit_row,),
-                )
+        return [self._stored(row) for row in rows]
+
+    def visit(self, row: int) -> StoredVisit | None:
+        """Any visit row with its decision, superseded or not (None: no such decided visit)."""
+        found = self.connection.execute(f"{_VISIT} WHERE v.row = ?", (row,)).fetchone()
+        return None if found is None else self._stored(found)
+
+    def corrections(self, patient_id: str) -> list[CorrectionRow]:
+        """Every row of the patient that replaced another, oldest first: the chain."""
+        rows = self.connection.execute(
+            "SELECT row, date, supersedes, correction, clinician, reason, recorded_at FROM visits "
+            "WHERE patient_id = ? AND supersedes IS NOT NULL ORDER BY row",
+            (patient_id,),
+        )
+        return [
+            CorrectionRow(row, dt.date.fromisoformat(date),
+                          Superseded(old, kind or "amended", clinician, reason, recorded_at))
+            for row, date, old, kind, clinician, reason, recorded_at in rows
+        ]  # fmt: skip
+
+    def _stored(self, row: tuple[Any, ...]) -> StoredVisit:
+        visit_row, date, decision_row, decision, record = row[:5]
+        old, kind, clinician, reason, recorded_at = row[5:]
+        observations = tuple(
+            Observation(name, _value(canonical), entered, dt.date.fromisoformat(drawn))
+            for name, entered, canonical, drawn in self.connection.execute(
+                "SELECT name, entered, canonical, drawn_on FROM observations WHERE visit = ?"
+                " ORDER BY row",
+                (visit_row,),
             )
-            answer = self.connection.execute(
-                "SELECT kind, dose, reason FROM responses WHERE decision = ? ORDER BY row DESC",
-                (decision_row,),
-            ).fetchone()
-            visits.append(
-                StoredVisit(
-                    row=visit_row,
-                    date=dt.date.fromisoformat(date),
-                    observations=observations,
-                    decision=json.loads(decision),
-                    response=None if answer is None else Response(*answer),
-                    record=record_from_json(record),
-                )
-            )
-        return visits
+        )
+        answer = self.connection.execute(
+            "SELECT kind, dose, reason, clinician, confirmed FROM responses WHERE decision = ? "
+            "ORDER BY row DESC",
+            (decision_row,),
+        ).fetchone()
+        return StoredVisit(
+            row=visit_row,
+            date=dt.date.fromisoformat(date),
+            observations=observations,
+            decision=json.loads(decision),
+            response=None if answer is None else Response(*answer),
+            record=record_from_json(record),
+            supersedes=None
+            if old is None
+            else Superseded(old, kind or "amended", clinician, reason, recorded_at),
+        )
 
     def save_visit(
         self,
@@ -381,6 +463,28 @@ class Store:
                 patient.patient_id, ImportedVisit(date, observations, decision, response, record),
                 now,
             )  # fmt: skip
+
+    def save_corrections(
+        self, patient: Patient, decided_from: CourseVersion, replacements: list[Replacement]
+    ) -> list[int]:
+        """Write corrections (an amended or voided visit, and the later visits re-decided) in
+        one transaction; returns the new rows. Nothing is updated: each new row supersedes
+        the row it replaces. StaleCourse if the course changed since `decided_from`."""
+        with self.transaction():
+            now = self._now()
+            self._refuse_stale(patient, decided_from)
+            rows = []
+            for replacement in replacements:
+                if replacement.visit is None:
+                    (date,) = self.connection.execute(
+                        "SELECT date FROM visits WHERE row = ?", (replacement.supersedes,)
+                    ).fetchone()
+                    rows.append(self._visit_row(patient.patient_id, date, now, replacement))
+                else:
+                    rows.append(
+                        self._write_visit(patient.patient_id, replacement.visit, now, replacement)
+                    )
+            return rows
 
     def save_course(self, patient: Patient, visits: list[ImportedVisit]) -> bool:
         """Register a patient with their whole course in one transaction. False (and nothing
@@ -424,13 +528,25 @@ class Store:
             (patient.patient_id, patient.protocol, json.dumps(patient.facts), now),
         )
 
-    def _write_visit(self, patient_id: str, visit: ImportedVisit, now: str) -> int:
-        execute = self.connection.execute
-        row = execute(
-            "INSERT INTO visits (patient_id, date, recorded_at) VALUES (?, ?, ?)",
-            (patient_id, visit.date.isoformat(), now),
+    def _visit_row(
+        self, patient_id: str, date: str, now: str, replacing: Replacement | None
+    ) -> int:
+        fields: tuple[object, ...] = (None, None, None, None)
+        if replacing is not None:
+            fields = (replacing.supersedes, replacing.kind, replacing.clinician, replacing.reason)
+        row = self.connection.execute(
+            "INSERT INTO visits (patient_id, date, recorded_at, supersedes, correction, "
+            "clinician, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (patient_id, date, now, *fields),
         ).lastrowid
         assert row is not None
+        return row
+
+    def _write_visit(
+        self, patient_id: str, visit: ImportedVisit, now: str, replacing: Replacement | None = None
+    ) -> int:
+        execute = self.connection.execute
+        row = self._visit_row(patient_id, visit.date.isoformat(), now, replacing)
         execute_many = self.connection.executemany
         execute_many(
             "INSERT INTO observations (visit, name, entered, canonical, drawn_on) "
@@ -445,16 +561,24 @@ class Store:
         ).lastrowid
         response = visit.response
         execute(
-            "INSERT INTO responses (decision, kind, dose, reason, recorded_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (decision_row, response.kind, response.dose, response.reason, now),
-        )
+            "INSERT INTO responses (decision, kind, dose, reason, recorded_at, clinician, "
+            "confirmed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (decision_row, response.kind, response.dose, response.reason, now,
+             response.clinician, response.confirmed),
+        )  # fmt: skip
         execute(
             "INSERT INTO records (visit, record) VALUES (?, ?)",
             (row, record_to_json(visit.record)),
         )
         return row
 
+
+_VISIT = (
+    "SELECT v.row, v.date, d.row, d.record, r.record, v.supersedes, v.correction, v.clinician, "
+    "v.reason, v.recorded_at FROM visits v "
+    "JOIN decisions d ON d.visit = v.row JOIN records r ON r.visit = v.row"
+)
+"""A decided visit and how it replaced another, if it did (a void row has no decision)."""
 
 _CURRENT_COURSES = """
 WITH registered AS (

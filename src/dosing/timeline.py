@@ -5,7 +5,8 @@ exactly one place: a patient's observation rows, or the rejected rows with the l
 the column, the value and what was expected. Values are not interpreted here (that needs the
 protocol); dates and the shape of each row are.
 
-Long format (the canonical one): ``patient_id,date,name,value,unit``, one observation per row.
+Long format (the canonical one): ``patient_id,date,name,value,unit``, one observation per row,
+and optionally ``drawn_on``: the day a value reused at this visit was drawn.
 Wide format: ``patient_id,date`` and one column per observation, the unit in the header:
 ``anc [10^9/L]``, ``creatinine (umol/L)``, ``response``.
 """
@@ -27,8 +28,14 @@ from dosing.vocabulary import observable
 
 Layout = Literal["long", "wide"]
 LONG_COLUMNS = ("patient_id", "date", "name", "value", "unit")
-START_NAMES = frozenset({"start_state", "therapy_start", "dose_given"})
-"""Names that are not observations: where a patient starts, and the dose actually given."""
+DRAWN_ON = "drawn_on"
+"""An optional long-format column: the date a value was drawn, when before the visit (a
+result reused at a later visit keeps the day it was drawn)."""
+START_NAMES = frozenset(
+    {"start_state", "therapy_start", "dose_given", "override_reason", "birth_date"}
+)
+"""Names that are not observations: where a patient starts, the dose actually given and why
+it was not the advice, and the birth date ages are counted from."""
 _WIDE_HEADER = re.compile(r"^\s*(?P<name>[^\[\(]+?)\s*(?:[\[\(](?P<unit>[^\]\)]*)[\]\)])?\s*$")
 
 
@@ -43,6 +50,8 @@ class Row(NamedTuple):
     """Value and unit as typed: '1200 /mm3', 'complete'."""
     column: str
     """The column it came from, for messages."""
+    drawn: int | None = None
+    """The day the value was drawn (an ordinal), when the drawn_on column gives one."""
 
 
 class Rejected(NamedTuple):
@@ -219,6 +228,7 @@ def _read_long(
     width = len(lowered)
     i_pid, i_date, i_name, i_value = (where[c] for c in LONG_COLUMNS[:4])
     i_unit = where.get("unit")
+    i_drawn = lowered.index(DRAWN_ON) if DRAWN_ON in lowered else None
     patients = timeline.patients
     rejected = timeline.rejected
     known_names: dict[str, str | None] = {}
@@ -251,11 +261,22 @@ def _read_long(
             continue
         value = cells[i_value].strip()
         unit = cells[i_unit].strip() if i_unit is not None else ""
+        drawn = None
+        raw_drawn = cells[i_drawn].strip() if i_drawn is not None else ""
+        if raw_drawn:
+            drawn = parse_day(raw_drawn)
+            problem = date_problem(raw_drawn) if drawn is None else None
+            if drawn is not None and drawn > day:
+                problem = f"drawn after the visit date ({dt.date.fromordinal(day)})"
+            if problem is not None:
+                rejected.append(Rejected(line, patient, DRAWN_ON, raw_drawn, problem))
+                continue
         timeline.observations += 1
         rows = patients.get(patient)
         if rows is None:
             rows = patients[patient] = []
-        rows.append(Row(line, day, name, f"{value} {unit}" if unit else value, "value"))
+        text = f"{value} {unit}" if unit else value
+        rows.append(Row(line, day, name, text, "value", None if drawn == day else drawn))
 
 
 def _read_wide(

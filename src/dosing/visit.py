@@ -14,9 +14,7 @@ Prompts read from a terminal or from piped stdin alike (rich prompts use input()
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
-from fractions import Fraction
 
 import attrs
 from rich.console import Console
@@ -25,17 +23,34 @@ from rich.table import Table
 from rich.text import Text
 
 from dosing import unsaved as unsaved_visits
+from dosing.choice import apply_choice, concerns, is_dose, matches
+from dosing.correcting import (
+    pick_visit,
+    redecided_replacements,
+    show_changes,
+    stored_course,
+    visit_summary,
+)
+from dosing.corrections import course_start, followed, note_after, redecide, stored_note
 from dosing.decision import Decision
-from dosing.derived import age_on
 from dosing.due import REFER_DUE_DAYS, next_due
 from dosing.engine import missing_for_decision, step
 from dosing.errors import Cancelled, DosingError, ObservationError, ProtocolError
 from dosing.model import Protocol
-from dosing.observations import Observation, ObservationReader
+from dosing.observations import Observation, ObservationReader, age_observation, age_since
 from dosing.output import decision_panel
 from dosing.patient import PatientRecord
-from dosing.store import Patient, Response, Store, StoredVisit, StoreWriteError, dose_in_force
-from dosing.units import format_number
+from dosing.store import (
+    CourseVersion,
+    ImportedVisit,
+    Patient,
+    Replacement,
+    Response,
+    Store,
+    StoredVisit,
+    StoreWriteError,
+    dose_in_force,
+)
 from dosing.visit_save import Attempt, mention_unsaved, offer_unsaved, save_or_keep
 from dosing.vocabulary import VOCABULARY, Categorical
 
@@ -60,11 +75,6 @@ class VisitCancelled(Cancelled):
     """The visit was not completed (Ctrl-C or end of input); nothing was stored."""
 
 
-_DOSE = re.compile(
-    r"^\s*(?:(?P<drug>[A-Za-z][\w-]*)\s+)?(?P<amount>\d+(?:\.\d+)?)\s*mg\s+(?P<frequency>qd|bid|qod|weekly)\s*$"
-)
-
-
 @attrs.frozen
 class VisitResult:
     """What a visit decided and stored."""
@@ -84,20 +94,52 @@ def run_visit(
     console: Console,
     ask: Ask,
     *,
+    clinician: str,
     accept_implausible: bool = False,
     refer_due_days: int = REFER_DUE_DAYS,
 ) -> VisitResult:
     """The whole conversation for one visit. Raises VisitCancelled if it is not completed.
 
+    `clinician`: who answers, recorded with the answer.
     `accept_implausible`: values outside their plausible range are used knowingly.
     `refer_due_days`: after a referral, the patient is due again this many days later."""
     conversation = _Conversation(
-        store, protocol_for, console, ask, date, accept_implausible, refer_due_days
+        store, protocol_for, console, ask, date, clinician, accept_implausible, refer_due_days
     )
     try:
         return conversation.run(patient_id, protocol_id)
     except (KeyboardInterrupt, EOFError):
         raise VisitCancelled("the visit was not completed; nothing was stored") from None
+
+
+def run_amend(
+    store: Store,
+    protocol_for: Callable[[str], Protocol],
+    patient_id: str,
+    visit_row: int | None,
+    console: Console,
+    ask: Ask,
+    clinician: str,
+    reason: str | None,
+    accept_implausible: bool = False,
+) -> VisitResult:
+    """Re-enter a stored visit's labs (the last one when `visit_row` is None), decide it again
+    and the visits after it, and store the correction. Raises VisitCancelled if it is not
+    completed."""
+    conversation = _Conversation(
+        store, protocol_for, console, ask, dt.date.min, clinician, accept_implausible
+    )
+    conversation.reason = reason
+    try:
+        conversation.check_writable("no amendment was started")
+        decided_from = store.course_version(patient_id)  # before the course is read
+        patient, history = stored_course(store, patient_id)
+        index = pick_visit(history, visit_row, store, patient_id)
+        conversation.date = history[index].date
+        protocol = protocol_for(patient.protocol)
+        return conversation.amend(protocol, patient, decided_from, history, index, {})
+    except (KeyboardInterrupt, EOFError):
+        raise VisitCancelled("the amendment was not completed; nothing was stored") from None
 
 
 @attrs.define
@@ -107,19 +149,28 @@ class _Conversation:
     console: Console
     ask: Ask
     date: dt.date
+    clinician: str
     accept_implausible: bool = False
     refer_due_days: int = REFER_DUE_DAYS
+    reason: str | None = None
+    """Why a visit is amended, when given before the conversation (--reason)."""
+    keeping: dict[str, Observation] = attrs.Factory(dict)
+    """When amending: the values the visit had, kept by Enter."""
+    asked: set[str] = attrs.Factory(set)
 
     def reader(self, protocol: Protocol) -> ObservationReader:
         return ObservationReader(protocol, self.accept_implausible)
 
-    def run(self, patient_id: str | None, protocol_id: str | None) -> VisitResult:
+    def check_writable(self, consequence: str) -> None:
         try:
             self.store.check_writable()  # before anything is typed, not after
         except StoreWriteError as error:
             raise DosingError(
-                f"the patient store cannot be written, so no visit was started: {error}"
+                f"the patient store cannot be written, so {consequence}: {error}"
             ) from None
+
+    def run(self, patient_id: str | None, protocol_id: str | None) -> VisitResult:
+        self.check_writable("no visit was started")
         if patient_id is None:
             mention_unsaved(self.store, self.console)
         patient_id = patient_id or self.required("Patient id")
@@ -149,23 +200,25 @@ class _Conversation:
             self.show_course(protocol, patient, history)
         if history and self.date < history[-1].date:
             raise DosingError(
-                f"the visit date {self.date} is before the last visit ({history[-1].date})"
+                f"the visit date {self.date} is before {patient_id}'s last visit "
+                f"({history[-1].date}); nothing was stored. A visit is entered on or after the "
+                f"last one; to correct an earlier visit: dosing amend {patient_id} --visit N"
             )
         given = self.typed_before(protocol, unsaved)
+        if history and self.date == history[-1].date:
+            self.confirm_amend(patient_id, history[-1])
+            result = self.amend(protocol, patient, decided_from, history, len(history) - 1, given)
+            if loaded is not None:
+                unsaved_visits.discard(loaded[0])
+            return result
         observations = self.facts_as_observations(protocol, patient)
         typed = self.ask_labs(protocol, record, given)
         typed += self.ask_assessments(protocol, record, [*observations, *typed], given)
         observations += typed
-        decision, after = step(protocol, record, self.date, observations, patient_id)
-        if history and history[-1].response and history[-1].response.kind == "overridden":
-            decision = attrs.evolve(
-                decision, warnings=(*decision.warnings, _override_note(history[-1], record))
-            )
-        self.console.print(decision_panel(decision))
-        response = self.answer(decision, unsaved.answer if unsaved else None)
-        after, note = apply_choice(protocol, after, response, self.date)
-        if note:
-            self.console.print(note)
+        note = stored_note(history[-1]) if history else None
+        decision, after = self.decide(protocol, record, observations, patient_id, note)
+        response = self.answer(protocol, decision, unsaved.answer if unsaved else None)
+        after = self.follow(protocol, decision, after, response)
         attempt = Attempt(patient, decided_from, self.date, observations, typed, decision,
                           response, after)  # fmt: skip
         row = save_or_keep(self.store, self.console, self.ask, attempt)
@@ -179,7 +232,7 @@ class _Conversation:
                 f"{'day' if self.refer_due_days == 1 else 'days'} after the referral "
                 "(site parameter: --refer-due)"
             )
-        self.console.print(said)
+        self.console.print(f"{said}. Answered by {self.clinician}.", markup=False)
         return VisitResult(decision, response, after, row)
 
     def ask_protocol(self) -> Protocol:
@@ -192,6 +245,119 @@ class _Conversation:
             except ProtocolError as error:
                 # Text, not markup: what was typed is shown as typed, brackets and all.
                 self.console.print(Text(f"  {error}", style="red"), soft_wrap=True)
+
+    def decide(
+        self,
+        protocol: Protocol,
+        record: PatientRecord,
+        observations: list[Observation],
+        patient_id: str,
+        note: str | None,
+    ) -> tuple[Decision, PatientRecord]:
+        """The engine's decision, shown; `note` is the warning after an override just before."""
+        decision, after = step(protocol, record, self.date, observations, patient_id)
+        if note is not None:
+            decision = attrs.evolve(decision, warnings=(*decision.warnings, note))
+        self.console.print(decision_panel(decision))
+        return decision, after
+
+    def follow(
+        self, protocol: Protocol, decision: Decision, record: PatientRecord, response: Response
+    ) -> PatientRecord:
+        """The record after the answer: an override moves the course to the dose chosen."""
+        if not followed(decision, response):
+            return record
+        assert response.dose is not None
+        after, note = apply_choice(protocol, record, response.dose, self.date)
+        self.console.print(note)
+        return after
+
+    def confirm_amend(self, patient_id: str, last: StoredVisit) -> None:
+        """A visit on the date of the last one amends it, or nothing is stored."""
+        self.console.print(
+            f"{patient_id} already has a visit on {self.date} (visit {last.row}: "
+            f"{visit_summary(last)}; dose {current_dose(last)}). A patient has one visit a day: "
+            "this one would amend it, "
+            "replacing its labs and decision (the visit stays in the history as amended).",
+            markup=False,
+            highlight=False,
+        )
+        while (choice := self.ask("Amend that visit? (yes/no)", None).strip().lower()) not in (
+            "yes", "y", "no", "n",
+        ):  # fmt: skip
+            self.console.print("  Answer yes or no.")
+        if choice in ("no", "n"):
+            raise VisitCancelled(
+                f"nothing was stored: {patient_id} has a visit on {self.date} already. Give "
+                "another --date, or amend it"
+            )
+
+    def amend(
+        self,
+        protocol: Protocol,
+        patient: Patient,
+        decided_from: CourseVersion,
+        history: list[StoredVisit],
+        index: int,
+        given: dict[str, Observation],
+    ) -> VisitResult:
+        """Enter the visit at `index` again (Enter keeps each value it had), decide it and
+        the visits after it, show which later decisions change, and store the correction."""
+        old = history[index]
+        before = history[index - 1] if index else None
+        record = before.record if before else course_start(patient)
+        self.keeping = {o.name: o for o in old.observations}
+        self.console.print(
+            f"Amending visit {old.row} of {patient.patient_id} on {old.date} "
+            f"({visit_summary(old)}). Enter keeps the value it had.",
+            markup=False,
+            highlight=False,
+        )
+        observations = self.facts_as_observations(protocol, patient)
+        typed = self.ask_labs(protocol, record, given)
+        typed += self.ask_assessments(protocol, record, [*observations, *typed], given)
+        # What the visit had and was not asked again stays as it was entered.
+        typed += [
+            o for name, o in self.keeping.items()
+            if name not in self.asked and name not in given and name not in protocol.facts
+        ]  # fmt: skip
+        observations += typed
+        note = stored_note(before) if before else None
+        decision, after = self.decide(protocol, record, observations, patient.patient_id, note)
+        response = self.answer(protocol, decision)
+        after = self.follow(protocol, decision, after, response)
+        redecided = redecide(
+            protocol, after, note_after(self.date, decision, response, after),
+            history[index + 1 :], patient.patient_id, f"after visit {old.row} was amended",
+        )  # fmt: skip
+        show_changes(self.console, patient.patient_id, redecided)
+        reason = self.reason or self.required("Reason for the amendment")
+        amended = ImportedVisit(self.date, observations, decision, response, after)
+        replacements = [
+            Replacement(old.row, "amended", self.clinician, reason, amended),
+            *redecided_replacements(redecided, self.clinician, old.row, "amended", reason),
+        ]
+        rows: list[int] = []
+
+        def save() -> int:
+            rows.extend(self.store.save_corrections(patient, decided_from, replacements))
+            return rows[0]
+
+        if index == len(history) - 1:  # the last visit: if the store refuses, kept for later
+            attempt = Attempt(patient, decided_from, self.date, observations, typed, decision,
+                              response, after)  # fmt: skip
+            save_or_keep(self.store, self.console, self.ask, attempt, save)
+        else:
+            save()
+        again = f"; {len(rows) - 1} later visits re-decided" if rows[1:] else ""
+        last = redecided[-1].decision if redecided else decision
+        self.console.print(
+            f"Amended visit {old.row} of {patient.patient_id}: saved as visit {rows[0]}, by "
+            f"{self.clinician}{again}. Next check: {last.next_check or '-'}",
+            markup=False,
+            highlight=False,
+        )
+        return VisitResult(decision, response, after, rows[0])
 
     def typed_before(
         self, protocol: Protocol, unsaved: unsaved_visits.UnsavedVisit | None
@@ -268,16 +434,11 @@ class _Conversation:
         for name in protocol.facts:
             if name == "age" and "birth_date" in patient.facts:
                 birth = dt.date.fromisoformat(patient.facts["birth_date"])
-                years = age_on(birth, self.date)
-                text = f"{format_number(years, 2)} years"
-                observations.append(Observation("age", years, f"{text}, born {birth}", self.date))
+                observations.append(age_observation(birth, self.date))
             elif name == "age" and "age_on" in patient.facts:  # imported: an age on a date
-                then = reader.read("age", patient.facts["age"], self.date).value
-                assert isinstance(then, Fraction)
                 since = dt.date.fromisoformat(patient.facts["age_on"])
-                years = then + Fraction((self.date - since).days * 4, 1461)
-                text = f"{format_number(years, 2)} years"
-                observations.append(Observation("age", years, text, self.date))
+                then = reader.read("age", patient.facts["age"], since)
+                observations.append(age_since(then, self.date))
             elif name in patient.facts:
                 observations.append(reader.read(name, patient.facts[name], self.date))
         return observations
@@ -347,8 +508,14 @@ class _Conversation:
         self, protocol: Protocol, reader: ObservationReader, name: str, record: PatientRecord
     ) -> Observation | None:
         reusable = self.reusable(protocol, name, record)
+        self.asked.add(name)
+        kept = self.keeping.get(name)
+        if kept is not None:  # amending: Enter keeps what the visit had
+            reusable = kept
         question = self.question(protocol, name)
-        if reusable is not None:
+        if kept is not None:
+            question += f" [Enter: keep {kept.entered} from {kept.drawn_on}]"
+        elif reusable is not None:
             question += f" [Enter: {reusable.entered} from {reusable.drawn_on}]"
         elif name in protocol.if_not_recorded:
             question += f" [Enter: {protocol.if_not_recorded[name]}]"
@@ -373,7 +540,9 @@ class _Conversation:
         age = (self.date - earlier.drawn_on).days
         return earlier if limit is not None and 0 <= age <= limit else None
 
-    def answer(self, decision: Decision, earlier: Response | None = None) -> Response:
+    def answer(
+        self, protocol: Protocol, decision: Decision, earlier: Response | None = None
+    ) -> Response:
         choices = "accept/override" if decision.action != "refer" else "override"
         if earlier is not None:  # shown, never a default: the decision may differ this time
             self.console.print(
@@ -383,22 +552,45 @@ class _Conversation:
         while True:
             text = self.ask(f"The clinician's answer ({choices})", None).strip().lower()
             if text in ("a", "accept", "accepted") and decision.action != "refer":
-                return Response("accepted")
+                return Response("accepted", clinician=self.clinician)
             if text in ("o", "override", "overridden"):
-                break
+                chosen = self.dose_chosen(protocol, decision, earlier)
+                if chosen is not None:
+                    break
+                continue
             self.console.print(f"  Answer {choices}.")
+        dose, confirmed = chosen
+        reason = self.required("Reason for the override", earlier.reason if earlier else None)
+        return Response("overridden", dose, reason, self.clinician, confirmed)
+
+    def dose_chosen(
+        self, protocol: Protocol, decision: Decision, earlier: Response | None
+    ) -> tuple[str, str | None] | None:
+        """The dose chosen instead of the advice, and what the clinician confirmed about it
+        (a dose no tablets make, or above the maximum, is given only when confirmed); None
+        when the dose typed is the advice itself (answer accept, then)."""
         while True:
             dose = self.required(
                 "Dose actually chosen (e.g. 400 mg qd, or none)", earlier.dose if earlier else None
             )
-            if dose.lower() in ("none", "held", "hold") or _DOSE.match(dose):
-                break
-            self.console.print(
-                f"  '{dose}' is not a dose: write AMOUNT mg FREQUENCY (qd, bid, qod, weekly), "
-                "or none."
-            )
-        reason = self.required("Reason for the override", earlier.reason if earlier else None)
-        return Response("overridden", dose, reason)
+            if not is_dose(dose):
+                self.console.print(
+                    f"  '{dose}' is not a dose: write AMOUNT mg FREQUENCY (qd, bid, qod, weekly), "
+                    "or none."
+                )
+                continue
+            if matches(dose, decision) is True:
+                self.console.print(f"  {dose} is what dosing recommends: answer accept.")
+                return None
+            found = concerns(protocol, dose)
+            if not found:
+                return dose, None
+            for concern in found:
+                self.console.print(f"  [bold red]{concern}[/]", highlight=False, soft_wrap=True)
+            answer = self.ask(f"Give {dose} all the same? Type confirm, or Enter for another dose",
+                              None)  # fmt: skip
+            if answer.strip().lower() == "confirm":
+                return dose, "; ".join(found)
 
     def show_course(self, protocol: Protocol, patient: Patient, history: list[StoredVisit]) -> None:
         if not history:
@@ -432,55 +624,3 @@ class _Conversation:
 def current_dose(visit: StoredVisit) -> str:
     """The dose in force after a visit: the one chosen if overridden, else the one advised."""
     return dose_in_force(visit.decision.get("doses", []), visit.response)
-
-
-def _override_note(last: StoredVisit, record: PatientRecord) -> str:
-    assert last.response is not None
-    advised = ", ".join(
-        f"{d['amount']} {d['unit']} {d['frequency']}" for d in last.decision.get("doses", [])
-    )
-    return (
-        f"At the last visit ({last.date}) the recommendation ({advised or 'no dose'}) was "
-        f"overridden: {last.response.dose} chosen ({last.response.reason}). This decision starts "
-        f"from state {record.state}."
-    )
-
-
-def apply_choice(
-    protocol: Protocol, record: PatientRecord, response: Response, date: dt.date
-) -> tuple[PatientRecord, str]:
-    """The record after the clinician's answer: an overridden dose moves the patient to the
-    state (or ladder level) that gives it, when one does; the note says what was done."""
-    if response.kind != "overridden" or response.dose is None:
-        return record, ""
-    match = _DOSE.match(response.dose)
-    if match is None:
-        return record, (
-            f"The dose chosen ({response.dose}) is no protocol dose; the next decision continues "
-            f"from state {record.state}."
-        )
-    amount, frequency = Fraction(match["amount"]), match["frequency"]
-    state = protocol.states[record.state or protocol.initial]
-    for spec in state.doses:
-        slot = protocol.memory.get(spec.level_from or "")
-        if slot is not None and spec.frequency == frequency:
-            levels = protocol.ladders[slot.ladder].levels if slot.ladder else ()
-            on_step = slot.step is not None and (amount / slot.step).denominator == 1
-            if amount in levels or on_step:
-                memory = {**record.memory, slot.name: amount}
-                note = f"The next decision starts from the chosen {response.dose} ({slot.name})."
-                return attrs.evolve(record, memory=memory, dose_since=date), note
-    for candidate in protocol.states.values():
-        fixed = [d for d in candidate.doses if d.amount is not None]
-        if (
-            not candidate.final
-            and len(fixed) == 1
-            and fixed[0].amount == amount
-            and fixed[0].frequency == frequency
-        ):
-            moved = attrs.evolve(record, state=candidate.name, state_since=date, dose_since=date)
-            return moved, f"The next decision starts from state {candidate.name} ({response.dose})."
-    return record, (
-        f"No state of {protocol.id} gives {response.dose}; the next decision continues from "
-        f"state {record.state}."
-    )

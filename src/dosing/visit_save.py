@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,11 +52,20 @@ class Attempt:
     record: PatientRecord
 
 
-def save_or_keep(store: Store, console: Console, ask: Ask, attempt: Attempt) -> int:
-    """Write the visit (its row), or keep what was typed and raise VisitNotSaved."""
+def save_or_keep(
+    store: Store,
+    console: Console,
+    ask: Ask,
+    attempt: Attempt,
+    save: Callable[[], int] | None = None,
+) -> int:
+    """Write the visit (its row), or keep what was typed and raise VisitNotSaved. `save`
+    writes it another way (an amendment of the last visit), returning its row."""
     patient_id = attempt.patient.patient_id
     while True:
         try:
+            if save is not None:
+                return save()
             return store.save_visit(
                 attempt.patient, attempt.decided_from, attempt.date, attempt.observations,
                 attempt.decision, attempt.response, attempt.record,
