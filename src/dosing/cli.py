@@ -217,9 +217,25 @@ def step(
             help="Date the current dose was started, YYYY-MM-DD.", rich_help_panel=_COURSE
         ),
     ] = None,
+    fhir: Annotated[
+        Path | None,
+        typer.Option(
+            help="A FHIR R4 Bundle (JSON) of the patient's Observations and Patient, read with "
+            "LOINC codes and UCUM units; - reads standard input. Needs the fhir extra.",
+            rich_help_panel=_INPUT,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the decision record as JSON.")
     ] = False,
+    output_format: Annotated[
+        Literal["panel", "json", "fhir"],
+        typer.Option(
+            "--format",
+            help="A panel; the decision record as JSON (as --json); or FHIR: a MedicationRequest "
+            "proposal with the record in an extension.",
+        ),
+    ] = "panel",
 ) -> None:
     """Decide one visit: the dose, the rule that fired, and each value's margin to its threshold.
 
@@ -248,9 +264,31 @@ def step(
         dose_since=_date(dose_since, "--dose-since") if dose_since else None,
         memory=remembered,
     )
+    notes: list[str] = []
+    if fhir is not None:
+        from dosing.fhir_visit import read_fhir_file, refuse_problems, visit_input
+
+        source = "standard input" if str(fhir) == "-" else str(fhir)
+        labs = read_fhir_file(None if str(fhir) == "-" else fhir, source)
+        given = visit_input(labs, loaded, visit, accept_implausible=accept_implausible)
+        refuse_problems(given.problems, source)
+        observations = [*given.observations, *observations]  # typed ones win on one date
+        notes = given.notes
+        if patient_id is None and len(labs.patients) == 1:
+            patient_id = next(iter(labs.patients))
     decision, _ = decide(loaded, record, visit, observations, patient_id)
-    if as_json:
+    if notes:
+        import attrs
+
+        decision = attrs.evolve(decision, warnings=(*decision.warnings, *notes))
+    if as_json or output_format == "json":
         sys.stdout.write(json.dumps(decision.to_json(), ensure_ascii=False) + "\n")
+        return
+    if output_format == "fhir":
+        from dosing.fhir_out import recommendation
+
+        text = json.dumps(recommendation(decision, loaded.drug), indent=2, ensure_ascii=False)
+        sys.stdout.write(text + "\n")
         return
     from dosing.output import console, decision_panel
 
@@ -266,7 +304,13 @@ def replay(
     protocol: Annotated[
         str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
     ],
-    timeline: Annotated[Path, typer.Argument(help="A CSV timeline, long or wide format.")],
+    timeline: Annotated[
+        Path,
+        typer.Argument(
+            help="A CSV timeline, long or wide format; or a FHIR R4 Bundle (a .json file, "
+            "needs the fhir extra); - reads standard input."
+        ),
+    ],
     output_format: Annotated[
         Literal["table", "jsonl", "csv"],
         typer.Option(
@@ -562,11 +606,12 @@ def patients(
 def history(
     patient: Annotated[str, typer.Argument(help="The patient's id.")],
     output_format: Annotated[
-        Literal["table", "jsonl", "csv", "timeline"],
+        Literal["table", "jsonl", "csv", "timeline", "fhir"],
         typer.Option(
             "--format",
             help="table; jsonl or csv decision records (as replay writes them); timeline: a "
-            "long-format CSV that dosing replay reads back.",
+            "long-format CSV that dosing replay reads back; fhir: a FHIR R4 Bundle of the "
+            "course (Patient, Observations, MedicationRequest proposals).",
         ),
     ] = "table",
     plot: Annotated[Path | None, typer.Option(help="Write the course as a PNG here.")] = None,
@@ -591,7 +636,12 @@ def import_timeline(
     protocol: Annotated[
         str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
     ],
-    timeline: Annotated[Path, typer.Argument(help="A CSV timeline, as dosing replay reads it.")],
+    timeline: Annotated[
+        Path,
+        typer.Argument(
+            help="A CSV timeline or a FHIR R4 Bundle (.json), as dosing replay reads it."
+        ),
+    ],
     db: DbOption = None,
 ) -> None:
     """Load a CSV timeline into the store, replaying it, and show each patient's current state.

@@ -4,6 +4,7 @@ imported into the store."""
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -78,7 +79,7 @@ def show_history(
     store: Store,
     protocol_for: Callable[[str], Protocol],
     patient_id: str,
-    output_format: Literal["table", "jsonl", "csv", "timeline"],
+    output_format: Literal["table", "jsonl", "csv", "timeline", "fhir"],
     plot: Path | None,
 ) -> None:
     """Print the course in the asked format; write the plot if asked."""
@@ -92,6 +93,14 @@ def show_history(
         writer.writerows(csv_row(decision) for decision in decisions)
     elif output_format == "timeline":
         _write_timeline(patient, visits, decisions)
+    elif output_format == "fhir":
+        import json
+
+        from dosing.fhir_out import course_bundle
+
+        drug = protocol_for(patient.protocol).drug
+        bundle = course_bundle(patient, visits, decisions, drug)
+        sys.stdout.write(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
     else:
         console.print(_table(patient, visits))
     if plot is not None:
@@ -251,11 +260,17 @@ def _already_stored(store: Store, result: PatientReplay, path: Path) -> str:
     )
 
 
+_BORN = re.compile(r", born ([0-9]{4}-[0-9]{2}-[0-9]{2})$")
+
+
 def _facts(result: PatientReplay) -> dict[str, str]:
     facts: dict[str, str] = {}
     for observations, _ in result.visits:
         for observation in observations:
-            if observation.name == "age" and "age" not in facts:
+            born = _BORN.search(observation.entered) if observation.name == "age" else None
+            if born is not None:  # an age from a birth date (a FHIR Patient)
+                facts["birth_date"] = born.group(1)
+            elif observation.name == "age" and "age" not in facts:
                 facts["age"] = observation.entered
                 facts["age_on"] = observation.drawn_on.isoformat()
             elif observation.name in ("sex", "weight", "height"):

@@ -101,6 +101,7 @@ def replay_patient(
         memory=dict(start.memory),
     )
     first = True
+    born: dt.date | None = None  # from a FHIR Patient: the age is computed at each visit
     index = 0
     while index < len(rows):
         day = rows[index].day
@@ -116,6 +117,9 @@ def replay_patient(
             observations, given, record, superseded = _read_visit(
                 protocol, reader, patient_id, visit_rows, date, record, first
             )
+            notes: list[str] = []
+            if born is not None or any(row.name in _FHIR_ONLY for row in visit_rows):
+                born, notes = _fhir_rows(visit_rows, observations, date, born, patient_id)
             decision, record = _decide(protocol, record, date, observations, patient_id, visit_rows)
         except _BadRow as bad:
             result.rejected.append(bad.rejected)
@@ -135,6 +139,8 @@ def replay_patient(
             decision = attrs.evolve(
                 decision, dose_given=given, matches_given=_matches(given, decision)
             )
+        if notes:
+            decision = attrs.evolve(decision, warnings=(*decision.warnings, *notes))
         result.decisions.append(decision)
         if keep_visits:
             result.visits.append((list(observations.values()), record))
@@ -203,6 +209,8 @@ def _read_visit(
     given: str | None = None
     superseded = 0
     for row in visit_rows:
+        if row.name in _FHIR_ONLY:
+            continue  # read by _fhir_rows
         try:
             if row.name == "dose_given":
                 superseded += given is not None
@@ -216,6 +224,35 @@ def _read_visit(
             bad = Rejected(row.line, patient_id, row.column, row.text, str(error))
             raise _BadRow(bad, row) from None
     return observations, given, record, superseded
+
+
+def _fhir_rows(
+    visit_rows: list[Row],
+    observations: dict[str, Observation],
+    date: dt.date,
+    born: dt.date | None,
+    patient_id: str,
+) -> tuple[dt.date | None, list[str]]:
+    """Rows only a FHIR timeline has: the birth date (the age at every visit from then on)
+    and notes for the decision (a result not dosed on). Returns the birth date and notes."""
+    from dosing.fhir_visit import BIRTH_DATE, NOT_DOSED_ON, age_observation, birth_date_of
+
+    notes = []
+    for row in visit_rows:
+        if row.name == BIRTH_DATE:
+            try:
+                born = birth_date_of(row)
+            except DosingError as error:
+                bad = Rejected(row.line, patient_id, row.column, row.text, str(error))
+                raise _BadRow(bad, row) from None
+        elif row.name == NOT_DOSED_ON:
+            notes.append(row.text)
+    if born is not None and "age" not in observations:
+        observations["age"] = age_observation(born, date)
+    return born, notes
+
+
+_FHIR_ONLY = frozenset({"birth_date", "not_dosed_on"})
 
 
 def _start(protocol: Protocol, record: PatientRecord, row: Row, first: bool) -> PatientRecord:
