@@ -660,6 +660,60 @@ def import_timeline(
         raise Cancelled("the import was interrupted before it began; nothing was stored") from None
 
 
+@app.command()
+def serve(
+    trust: Annotated[
+        Path,
+        typer.Option(
+            help="The CDS clients trusted: a JSON file {issuer: JWK Set} of their public keys. "
+            "Every request must carry a JWT signed by one of them (CDS Hooks).",
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option(help="The address to listen on (default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8080,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The URL clients call (a token's aud must name it); default "
+            "http://HOST:PORT. Behind a TLS proxy, give the https URL."
+        ),
+    ] = None,
+    max_body: Annotated[
+        int, typer.Option(min=1024, help="The largest request body accepted, in bytes.")
+    ] = 1_000_000,
+    access_log: Annotated[
+        bool, typer.Option(help="Log each request's method, path and status (never its body).")
+    ] = True,
+    db: DbOption = None,
+) -> None:
+    """Run a CDS Hooks 2.0 service: dose advice as cards when an order is written, the
+    clinician's feedback kept in the patient store. Needs the service extra.
+
+    Example: [cyan]dosing serve --trust ehr-keys.json --port 8080 --db clinic.sqlite[/]
+    """
+    try:
+        from dosing.cds_auth import load_trust
+        from dosing.cds_service import ServiceConfig, run
+    except ImportError:
+        raise DosingError(
+            "dosing serve needs the service extra: pip install 'dosing[service]' "
+            "(or '.[service]' in a checkout)"
+        ) from None
+    from dosing.store import default_path
+
+    config = ServiceConfig(
+        db=db or default_path(),
+        trust=load_trust(trust),
+        base_url=(base_url or f"http://{host}:{port}").rstrip("/"),
+        max_body=max_body,
+    )
+    with _open_store(config.db):  # a store that cannot be used fails before listening
+        pass
+    run(config, host, port, access_log)
+
+
 # What an internal error means for each command: only step and visit give doses.
 _AFTER_A_CRASH = {
     "step": "no dose was given",
