@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dosing.fhir_codes import LOINC, UCUM, VOCABULARY_SYSTEM
 from dosing.vocabulary import VOCABULARY
@@ -36,16 +36,26 @@ def free_port() -> int:
 
 
 class Signer:
-    """A CDS client's key pair (EC P-384, ES384 as CDS Hooks recommends) and its tokens."""
+    """A CDS client's key pair and its tokens: EC P-384 (ES384) or RSA 2048 (RS384), the two
+    algorithms CDS Hooks recommends."""
 
-    def __init__(self, kid: str = KID, issuer: str = ISSUER) -> None:
-        self.key = ec.generate_private_key(ec.SECP384R1())
+    def __init__(self, kid: str = KID, issuer: str = ISSUER, algorithm: str = "ES384") -> None:
+        self.key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+            ec.generate_private_key(ec.SECP384R1())
+            if algorithm == "ES384"
+            else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        )
+        self.algorithm = algorithm
         self.kid = kid
         self.issuer = issuer
 
     def jwk_set(self) -> dict[str, Any]:
-        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
-        return {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "ES384"}]}
+        public_key = self.key.public_key()
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public_key))
+        else:
+            public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public_key))
+        return {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": self.algorithm}]}
 
     def token(self, audience: str, lifetime: int = 300, **claims: Any) -> str:
         now = int(time.time())
@@ -59,7 +69,7 @@ class Signer:
         }
         payload = {key: value for key, value in payload.items() if value is not None}
         headers = {"kid": self.kid, "typ": "JWT"}
-        return jwt.encode(payload, self.key, algorithm="ES384", headers=headers)
+        return jwt.encode(payload, self.key, algorithm=self.algorithm, headers=headers)
 
 
 def write_trust(folder: Path, *signers: Signer) -> Path:

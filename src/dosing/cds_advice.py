@@ -1,5 +1,5 @@
 """One CDS Hooks call decided: the request read, the labs gathered (prefetch first, then the
-FHIR server), the patient's course from the store, the engine's decision, the card kept.
+FHIR server), the patient's course from the store, the engine's decision, the card to keep.
 
 No HTTP here: `cds_service` passes the request's JSON in and sends back what comes out, or
 the status and message of a `Refusal`.
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
 from dosing.cds_cards import PATIENT_KEY, Service, card, fill, inputs, note_card
-from dosing.cds_store import PendingVisit, save_card
+from dosing.cds_store import PendingVisit
 from dosing.engine import step
 from dosing.errors import DosingError
 from dosing.fhir_in import FhirError, FhirLabs, read_document
@@ -126,7 +126,7 @@ def gather(call: HookCall, service: Service, protocol: Protocol) -> Gathered:
         if value is None:
             continue
         try:
-            labs.extend(read_document(value, f"prefetch.{key}"))
+            labs.extend(read_document(value, f"prefetch.{key}", validate=False))
         except FhirError as error:
             raise Refusal(400, str(error)) from None
     return Gathered(labs, missing)
@@ -137,7 +137,7 @@ def read_fetched(answers: dict[str, Any]) -> FhirLabs:
     labs = FhirLabs()
     for key, document in answers.items():
         try:
-            labs.extend(read_document(document, f"fetched.{key}"))
+            labs.extend(read_document(document, f"fetched.{key}", validate=False))
         except FhirError as error:
             raise Refusal(412, f"the FHIR server's answer: {error}") from None
     return labs
@@ -148,7 +148,8 @@ class Adviser:
     """Decides calls for one store: the course from it, the card kept in it."""
 
     store: Store
-    protocol_for: Callable[[str], Protocol]
+    protocols: Mapping[str, Protocol]
+    """The protocols served, loaded once, by id."""
     today: Callable[[], dt.date] = dt.date.today
 
     def protocol_of(self, call: HookCall, service: Service) -> Protocol | dict[str, Any]:
@@ -157,22 +158,26 @@ class Adviser:
         if service.protocol is None:
             if patient is None:
                 return {"cards": []}  # the worklist is for patients whose course is stored
-            return self.protocol_for(patient.protocol)
-        protocol = self.protocol_for(service.protocol)
+            if patient.protocol not in self.protocols:
+                text = f"{call.patient_id} is on {patient.protocol}, which this service lacks"
+                return {"cards": [note_card(text, "dosing", str(uuid.uuid4()))]}
+            return self.protocols[patient.protocol]
+        protocol = self.protocols[service.protocol]
         if patient is not None and patient.protocol != protocol.id:
             text = (
                 f"{call.patient_id} is on {patient.protocol} in the dosing store, not "
                 f"{protocol.id}: no advice from {protocol.id}"
             )
-            return {"cards": [note_card(text, f"dosing {protocol.id}", str(uuid.uuid4()))]}
+            return _note(text, protocol)
         if orders_other_drugs(call.draft_orders, protocol.drug):
             return {"cards": []}
         return protocol
 
     def decide(
         self, call: HookCall, service: Service, protocol: Protocol, labs: FhirLabs
-    ) -> dict[str, Any]:
-        """The card for today's decision, kept with its visit for the feedback."""
+    ) -> tuple[dict[str, Any], Kept | None]:
+        """The response with the card for today's decision, and the card to keep with its
+        visit for the feedback (None when the response holds no decision)."""
         store, patient_id = self.store, call.patient_id
         decided_from = store.course_version(patient_id)  # before the course is read
         registered = store.patient(patient_id)
@@ -181,7 +186,7 @@ class Adviser:
         today = self.today()
         if history and history[-1].date > today:
             text = f"the last visit in the dosing store ({history[-1].date}) is after today"
-            return {"cards": [note_card(text, f"dosing {protocol.id}", str(uuid.uuid4()))]}
+            return _note(text, protocol), None
         try:
             given = visit_input(labs, protocol, today, patient_id=patient_id)
         except DosingError as error:
@@ -190,8 +195,7 @@ class Adviser:
         try:
             decision, after = step(protocol, record, today, given.observations, patient_id)
         except DosingError as error:  # the engine cannot decide: say so, never a dose
-            text = f"{protocol.id} cannot decide: {error}"
-            return {"cards": [note_card(text, f"dosing {protocol.id}", str(uuid.uuid4()))]}
+            return _note(f"{protocol.id} cannot decide: {error}", protocol), None
         if notes:
             decision = attrs.evolve(decision, warnings=(*decision.warnings, *notes))
         facts = registered.facts if registered else _facts(labs, patient_id)
@@ -200,8 +204,22 @@ class Adviser:
             decision, after,
         )  # fmt: skip
         card_uuid, suggestion_uuid = str(uuid.uuid4()), str(uuid.uuid4())
-        save_card(store, card_uuid, service.id, call.hook_instance, pending)
-        return {"cards": [card(decision, protocol, card_uuid, suggestion_uuid)]}
+        kept = Kept(card_uuid, service.id, call.hook_instance, pending)
+        return {"cards": [card(decision, protocol, card_uuid, suggestion_uuid)]}, kept
+
+
+@attrs.frozen
+class Kept:
+    """A card to keep in the store before it is returned."""
+
+    card_uuid: str
+    service: str
+    hook_instance: str
+    pending: PendingVisit
+
+
+def _note(text: str, protocol: Protocol) -> dict[str, Any]:
+    return {"cards": [note_card(text, f"dosing {protocol.id}", str(uuid.uuid4()))]}
 
 
 def _facts(labs: FhirLabs, patient_id: str) -> dict[str, str]:

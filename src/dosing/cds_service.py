@@ -15,6 +15,7 @@ the status, never patient values: an unexpected error is logged by its type alon
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from dosing.cds_auth import Authenticator, Trust, Unauthorized
 from dosing.cds_cards import Service, services
 from dosing.cds_fetch import FetchFailed, fetch
 from dosing.cds_store import Feedback, card, record_feedback
-from dosing.fhir_in import read_document
+from dosing.cds_writer import StoreWriter
 from dosing.store import StaleCourse, Store
 from dosing.strict_json import JsonError, read_json
 
@@ -41,14 +42,6 @@ log = logging.getLogger("dosing.service")
 DEFAULT_MAX_BODY = 1_000_000
 """The largest request body read, in bytes (a full prefetch is tens of kilobytes)."""
 _JSON_TYPES = ("application/json", "application/fhir+json")
-_WARM_UP = {
-    "resourceType": "Bundle",
-    "type": "collection",
-    "entry": [
-        {"resource": {"resourceType": "Patient", "id": "warm-up"}},
-        {"resource": {"resourceType": "Observation", "status": "final", "code": {}}},
-    ],
-}
 
 
 @attrs.frozen
@@ -70,6 +63,7 @@ class _State:
     authenticator: Authenticator
     adviser: Adviser | None = None
     client: httpx.AsyncClient | None = None
+    writer: StoreWriter | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -139,9 +133,11 @@ def create_app(config: ServiceConfig) -> Starlette:
     offered = services(protocols)
     state = _State(config, {s.id: s for s in offered}, Authenticator(config.trust))
 
+    listed = JSONResponse({"services": [service.discovery() for service in offered]}).body
+
     async def discovery(request: Request) -> Response:
         _authenticate(state, request)
-        return JSONResponse({"services": [service.discovery() for service in offered]})
+        return Response(listed, media_type="application/json")
 
     async def call(request: Request) -> Response:
         service = _service(state, request)
@@ -168,7 +164,13 @@ def create_app(config: ServiceConfig) -> Starlette:
             except FetchFailed as failed:
                 raise Refusal(412, str(failed)) from None
             labs.extend(read_fetched(answers))
-        return JSONResponse(state.adviser.decide(hook_call, service, protocol, labs))
+        response, kept = state.adviser.decide(hook_call, service, protocol, labs)
+        if kept is not None:
+            assert state.writer is not None
+            await state.writer.save_card(
+                kept.card_uuid, kept.service, kept.hook_instance, kept.pending
+            )
+        return JSONResponse(response)
 
     async def feedback(request: Request) -> Response:
         service = _service(state, request)
@@ -177,16 +179,21 @@ def create_app(config: ServiceConfig) -> Starlette:
         items = _feedback(await _json_body(state, request))
         assert state.adviser is not None
         store = state.adviser.store
-        stored = []
         for item in items:
             found = card(store, item.card)
             if found is None or found.service != service.id:
                 raise Refusal(404, f"card {item.card} was not returned by {service.id}")
-            stored.append(found)
         stale = []
-        for item, found in zip(items, stored, strict=True):
+        assert state.writer is not None
+        for item in items:
+
+            def write(writer_store: Store, item: Feedback = item) -> None:
+                found = card(writer_store, item.card)
+                assert found is not None
+                record_feedback(writer_store, found, item)
+
             try:
-                record_feedback(store, card(store, item.card) or found, item)
+                await state.writer.call(write)
             except StaleCourse:
                 stale.append(item.card)
         if stale:
@@ -199,12 +206,16 @@ def create_app(config: ServiceConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        read_document(_WARM_UP)  # the FHIR models load now, not on the first call
+        gc.freeze()  # the protocols and the stack live as long as the service: not scanned
         with Store(config.db) as store:
-            state.adviser = Adviser(store, catalog.load)
+            loaded = {protocol.id: protocol for protocol in protocols}
+            state.adviser = Adviser(store, loaded)
             timeout = httpx.Timeout(config.fetch_timeout)
-            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-                state.client = client
+            async with (
+                StoreWriter(config.db) as writer,
+                httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
+            ):
+                state.writer, state.client = writer, client
                 yield
 
     routes = [

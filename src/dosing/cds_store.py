@@ -90,24 +90,20 @@ def _from_json(patient_id: str, date: str, text: str) -> PendingVisit:
     )
 
 
-def save_card(
-    store: Store, card_uuid: str, service: str, hook_instance: str, pending: PendingVisit
-) -> None:
-    """Keep a card returned to the EHR, with its visit as decided."""
+def save_cards(store: Store, cards: list[tuple[str, str, str, PendingVisit]]) -> None:
+    """Keep cards returned to the EHR (uuid, service, hookInstance, the visit as decided), all
+    in one transaction."""
+    now = _now()
     with store.transaction():
-        store.connection.execute(
+        store.connection.executemany(
             "INSERT INTO cds_cards (uuid, service, hook_instance, patient_id, date, pending, "
             "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                card_uuid,
-                service,
-                hook_instance,
-                pending.patient.patient_id,
-                pending.date.isoformat(),
-                _to_json(pending),
-                _now(),
-            ),
-        )
+            [
+                (card_uuid, service, hook_instance, pending.patient.patient_id,
+                 pending.date.isoformat(), _to_json(pending), now)
+                for card_uuid, service, hook_instance, pending in cards
+            ],
+        )  # fmt: skip
 
 
 @attrs.frozen

@@ -1,9 +1,12 @@
 """FHIR R4 input: a Bundle of Observations (and Patients) read into results dosing can dose on.
 
-Needs the `fhir` extra: fhir.resources checks each resource against the FHIR models (R4B,
-whose Bundle, Observation and Patient are R4's). The models check the structure; the values
-are then read from the checked JSON itself, where a number is still the decimal the lab wrote
-(`strict_json` never makes it a float) and a date is still the text that was sent.
+Every field dosing uses is read strictly, from the JSON itself (where a number is still the
+decimal the lab wrote: `strict_json` never makes it a float), with its type checked, whatever
+the document holds. With `validate` (the default: `dosing step --fhir`, replay, import), each
+resource is first checked whole against the FHIR models of the `fhir` extra (fhir.resources:
+R4B, whose Bundle, Observation and Patient are R4's), so an element dosing does not use is
+refused too when it is malformed. The CDS Hooks service reads without that check: it costs
+about 0.3 ms per resource, some 4 ms a call, more than its latency target allows.
 
 Every problem names its JSON path (`entry[3].resource.valueQuantity.code`) and what is
 accepted. A bad entry is reported and left out; the other entries are kept.
@@ -114,20 +117,22 @@ class FhirLabs:
         self.ignored += other.ignored
 
 
-def read_document(document: Any, where: str = "") -> FhirLabs:
+def read_document(document: Any, where: str = "", validate: bool = True) -> FhirLabs:
     """Read a Bundle, an Observation or a Patient (JSON already parsed by strict_json).
 
     `where` prefixes every path ('prefetch.anc'). Raises FhirError when the document is none
-    of those or its Bundle structure is broken; a bad entry is a Problem, the rest is kept."""
-    try:
-        from fhir.resources.R4B.bundle import Bundle
-    except ImportError:
-        raise FhirError(EXTRA_MISSING) from None
+    of those or its Bundle structure is broken; a bad entry is a Problem, the rest is kept.
+    `validate` checks each resource against the FHIR models first (needs the fhir extra)."""
+    if validate:
+        try:
+            import fhir.resources.R4B  # noqa: F401
+        except ImportError:
+            raise FhirError(EXTRA_MISSING) from None
     prefix = f"{where}." if where else ""
     kind = document.get("resourceType") if isinstance(document, dict) else None
     if kind in _MODELS:
         labs = FhirLabs()
-        _read_entries(labs, [(f"{where or kind}", document, None)])
+        _read_entries(labs, [(f"{where or kind}", document, None)], validate)
         return labs
     if kind != "Bundle":
         found = f"resourceType '{kind}'" if isinstance(kind, str) else _shape(document)
@@ -136,6 +141,33 @@ def read_document(document: Any, where: str = "") -> FhirLabs:
             f"found {found}"
         )
     entries = document.get("entry", [])
+    problems = _check_bundle(document, entries, where) if validate else []
+    if not isinstance(entries, list):
+        problems.append(Problem(f"{prefix}entry", f"expected a list; found {_shape(entries)}"))
+    if problems:
+        raise FhirError("; ".join(str(problem) for problem in problems[:5]))
+    located = []
+    for index, entry in enumerate(entries):
+        path = f"{prefix}entry[{index}]"
+        if not isinstance(entry, dict):
+            raise FhirError(f"{path}: expected an entry object; found {_shape(entry)}")
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        full_url = entry.get("fullUrl")
+        located.append(
+            (f"{path}.resource", resource, full_url if isinstance(full_url, str) else None)
+        )
+    labs = FhirLabs()
+    _read_entries(labs, located, validate)
+    return labs
+
+
+def _check_bundle(document: dict[str, Any], entries: Any, where: str) -> list[Problem]:
+    """The Bundle's own structure checked by the model, its entries' resources left out (each
+    is checked by its own model: the library raised KeyError on an unknown resourceType)."""
+    from fhir.resources.R4B.bundle import Bundle
+
     shell = {key: value for key, value in document.items() if key != "entry"}
     shell["entry"] = entries
     if isinstance(entries, list):
@@ -145,19 +177,7 @@ def read_document(document: Any, where: str = "") -> FhirLabs:
             else entry
             for entry in entries
         ]
-    problems = _check(Bundle, shell, where)
-    if problems:
-        raise FhirError("; ".join(f"{prefix}{problem}" for problem in problems[:5]))
-    located = []
-    for index, entry in enumerate(entries):
-        resource = entry.get("resource")
-        path = f"{prefix}entry[{index}].resource"
-        if resource is None:
-            continue
-        located.append((path, resource, entry.get("fullUrl")))
-    labs = FhirLabs()
-    _read_entries(labs, located)
-    return labs
+    return _check(Bundle, shell, where)
 
 
 _MODELS = ("Observation", "Patient")
@@ -165,8 +185,14 @@ _MODELS = ("Observation", "Patient")
 
 def _shape(value: Any) -> str:
     if isinstance(value, dict):
-        return "an object without a resourceType"
-    return f"a JSON {type(value).__name__.replace('str', 'string').replace('dict', 'object')}"
+        return "an object" + ("" if "resourceType" in value else " without a resourceType")
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, int | Decimal):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string '{value[:40]}'"
+    return "null" if value is None else f"a JSON {type(value).__name__}"
 
 
 def _model(kind: str) -> Any:
@@ -218,7 +244,9 @@ def _expected(message: str, value: Any) -> str:
     return f"{message} (found {shown[:60]})"
 
 
-def _read_entries(labs: FhirLabs, located: list[tuple[str, Any, str | None]]) -> None:
+def _read_entries(
+    labs: FhirLabs, located: list[tuple[str, Any, str | None]], validate: bool
+) -> None:
     """Patients first (observations name them), then observations; a bad entry is a Problem
     dated and attributed as well as its own JSON allows, so a replay stops where it belongs."""
     references: dict[str, str] = {}
@@ -236,7 +264,7 @@ def _read_entries(labs: FhirLabs, located: list[tuple[str, Any, str | None]]) ->
                     Problem(path, "a resource without a resourceType", order=index)
                 )
             continue  # other resources (a DiagnosticReport, a Specimen) are not read
-        problems = _check(_model(kind), resource, path)
+        problems = _check(_model(kind), resource, path) if validate else []
         if kind == "Observation":
             observations.append((index, path, resource, problems))
             continue
@@ -244,12 +272,16 @@ def _read_entries(labs: FhirLabs, located: list[tuple[str, Any, str | None]]) ->
             key = str(resource["id"]) if isinstance(resource.get("id"), str) else ""
             labs.problems.extend(attrs.evolve(p, patient=key, order=index) for p in problems)
             continue
-        facts = _patient(resource, path, full_url, index, labs)
-        if facts is not None:
-            labs.patients[facts.key] = facts
-            for alias in (full_url, f"Patient/{facts.key}"):
-                if alias:
-                    references[alias] = facts.key
+        try:
+            facts = _patient(resource, path, full_url, index)
+        except _Refused as refused:
+            key = str(resource["id"]) if isinstance(resource.get("id"), str) else ""
+            labs.problems.append(Problem(refused.path, refused.message, key, order=index))
+            continue
+        labs.patients[facts.key] = facts
+        for alias in (full_url, f"Patient/{facts.key}"):
+            if alias:
+                references[alias] = facts.key
     for index, path, resource, problems in observations:
         if not problems:
             _observation(labs, resource, path, index, references)
@@ -293,49 +325,63 @@ class _Refused(Exception):
         self.message = message
 
 
-def _patient(
-    resource: dict[str, Any], path: str, full_url: str | None, index: int, labs: FhirLabs
-) -> PatientFacts | None:
-    key = resource.get("id") or full_url or f"patient-{index}"
-    birth = resource.get("birthDate")
-    try:
-        born = _day(birth, f"{path}.birthDate", "an age") if birth is not None else None
-    except _Refused as refused:
-        labs.problems.append(Problem(refused.path, refused.message, key, order=index))
-        return None
-    gender = resource.get("gender")
+def _patient(resource: dict[str, Any], path: str, full_url: str | None, index: int) -> PatientFacts:
+    identifier = _optional(resource, "id", str, path)
+    key = identifier or full_url or f"patient-{index}"
+    birth = _optional(resource, "birthDate", str, path)
+    born = _day(birth, f"{path}.birthDate", "an age") if birth is not None else None
+    gender = _optional(resource, "gender", str, path)
     if gender is not None and gender not in _GENDERS:
-        labs.problems.append(
-            Problem(
-                f"{path}.gender",
-                f"'{gender}' is not a FHIR gender; expected male, female, other or unknown",
-                key,
-                order=index,
-            )
+        raise _Refused(
+            f"{path}.gender",
+            f"'{gender}' is not a FHIR gender; expected male, female, other or unknown",
         )
-        return None
     return PatientFacts(key, path, born, _GENDERS.get(gender or "unknown"))
 
 
 _GENDERS = {"female": "F", "male": "M", "other": None, "unknown": None}
 
 
+_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true or false"}
+
+
+def _optional(parent: dict[str, Any], key: str, kind: type, path: str) -> Any:
+    """parent[key] if it is there (None if not), refused unless it is of `kind`."""
+    value = parent.get(key)
+    if value is None or isinstance(value, kind):
+        return value
+    raise _Refused(f"{path}.{key}", f"expected {_TYPES[kind]}; found {_shape(value)}")
+
+
+def _object(parent: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    found: dict[str, Any] = _optional(parent, key, dict, path) or {}
+    return found
+
+
+def _items(parent: dict[str, Any], key: str, path: str) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a list element, each with its path."""
+    items: list[Any] = _optional(parent, key, list, path) or []
+    found = []
+    for number, item in enumerate(items):
+        where = f"{path}.{key}[{number}]"
+        if not isinstance(item, dict):
+            raise _Refused(where, f"expected an object; found {_shape(item)}")
+        found.append((where, item))
+    return found
+
+
 def _observation(
     labs: FhirLabs, resource: dict[str, Any], path: str, index: int, references: dict[str, str]
 ) -> None:
+    patient, drawn_on = "", None
     try:
-        entry = _observable(resource.get("code", {}), f"{path}.code")
-    except _Refused as refused:
-        labs.problems.append(Problem(refused.path, refused.message, order=index))
-        return
-    if entry is None:
-        labs.ignored += 1
-        return
-    patient = _subject(resource, references, len(labs.patients))
-    status = resource.get("status")
-    drawn_on: dt.date | None = None
-    try:
-        if not isinstance(status, str):
+        entry = _observable(_object(resource, "code", path), f"{path}.code")
+        if entry is None:
+            labs.ignored += 1
+            return
+        patient = _subject(resource, references, len(labs.patients))
+        status = _optional(resource, "status", str, path)
+        if status is None:
             raise _Refused(f"{path}.status", "missing; expected final, amended or corrected")
         drawn_on, instant = _effective(resource, path)
         text, value_path = _value(entry, resource, path, status in DOSED_ON)
@@ -347,11 +393,12 @@ def _observation(
     )
 
 
-def _observable(code: Any, path: str) -> Observable | None:
+def _observable(code: dict[str, Any], path: str) -> Observable | None:
     """The vocabulary entry an Observation.code names (None: nothing dosing reads)."""
     found: dict[str, Observable] = {}
-    for number, coding in enumerate(code.get("coding", [])):
-        system, value = coding.get("system"), coding.get("code")
+    for where, coding in _items(code, "coding", path):
+        system = _optional(coding, "system", str, where)
+        value = _optional(coding, "code", str, where)
         entry = None
         if system == LOINC and value is not None:
             entry = by_loinc(value)
@@ -359,7 +406,7 @@ def _observable(code: Any, path: str) -> Observable | None:
             entry = VOCABULARY.get(value or "")
             if entry is None:
                 raise _Refused(
-                    f"{path}.coding[{number}].code",
+                    f"{where}.code",
                     f"'{value}' is not in the dosing vocabulary; known: {', '.join(VOCABULARY)}",
                 )
         if entry is not None:
@@ -370,35 +417,41 @@ def _observable(code: Any, path: str) -> Observable | None:
 
 
 def _subject(resource: dict[str, Any], references: dict[str, str], patients: int) -> str:
-    reference = resource.get("subject", {}).get("reference")
+    subject = resource.get("subject")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
     if not isinstance(reference, str):
         return next(iter(references.values()), "") if patients == 1 else ""
     if reference in references:
         return references[reference]
     kind, _, identifier = reference.rstrip("/").rpartition("/")
-    return identifier if kind.endswith("Patient") and identifier else str(reference)
+    return identifier if kind.endswith("Patient") and identifier else reference
 
 
 def _effective(resource: dict[str, Any], path: str) -> tuple[dt.date, float]:
     """The draw date (as written) and the instant, for ordering results of one day."""
     for key in ("effectiveDateTime", "effectiveInstant"):
-        if key in resource:
-            where, text = f"{path}.{key}", resource[key]
+        text = _optional(resource, key, str, path)
+        if text is not None:
+            where = f"{path}.{key}"
             break
     else:
-        if "effectivePeriod" in resource and "start" in resource["effectivePeriod"]:
-            where, text = f"{path}.effectivePeriod.start", resource["effectivePeriod"]["start"]
-        else:
+        period = _object(resource, "effectivePeriod", path)
+        text = _optional(period, "start", str, f"{path}.effectivePeriod")
+        if text is None:
             raise _Refused(
                 f"{path}.effectiveDateTime",
                 "missing; the draw date is needed (effectiveDateTime or effectivePeriod.start)",
             )
+        where = f"{path}.effectivePeriod.start"
     day = _day(text, where, "the draw date")
     match = _INSTANT.fullmatch(text)
     if match is None or match.group(3) is None:
         return day, 0.0
     zone = match.group(3).replace("Z", "+00:00")
-    moment = dt.datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{zone}")
+    try:
+        moment = dt.datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{zone}")
+    except ValueError:
+        raise _Refused(where, f"'{text}' is not a date and time") from None
     return day, moment.timestamp()
 
 
@@ -407,32 +460,41 @@ def _value(
 ) -> tuple[str, str]:
     """The value as the observation reader takes it, and where it is."""
     categorical = isinstance(entry.measure, Categorical)
+    values = [key for key in resource if key.startswith("value")]
+    if len(values) > 1:
+        raise _Refused(path, f"more than one value ({', '.join(values)}); expected one")
     if "valueQuantity" in resource:
         where = f"{path}.valueQuantity"
         if categorical:
             raise _Refused(where, f"{entry.name} is an answer ({_answers(entry)}), not a quantity")
-        return _quantity(resource["valueQuantity"], where), where
+        return _quantity(_object(resource, "valueQuantity", path), where), where
     if "valueBoolean" in resource:
         where = f"{path}.valueBoolean"
+        answer = _optional(resource, "valueBoolean", bool, path)
         if not categorical or _answers_of(entry) != YES_NO:
             raise _Refused(
                 where, f"{entry.name} is not a yes/no answer; expected {_expected_value(entry)}"
             )
-        return ("yes" if resource["valueBoolean"] else "no"), where
+        return ("yes" if answer else "no"), where
     if "valueCodeableConcept" in resource:
         where = f"{path}.valueCodeableConcept"
         if not categorical:
             raise _Refused(
                 where, f"{entry.name} is measured; expected valueQuantity with a UCUM code"
             )
-        return _answer(entry, resource["valueCodeableConcept"], where), where
-    other = next((key for key in resource if key.startswith("value")), None)
-    if other is not None:
-        raise _Refused(f"{path}.{other}", f"{other} is not read; expected {_expected_value(entry)}")
-    reason = resource.get("dataAbsentReason", {})
-    why = next((c.get("code") for c in reason.get("coding", []) if c.get("code")), None)
+        return _answer(entry, _object(resource, "valueCodeableConcept", path), where), where
+    if values:
+        raise _Refused(
+            f"{path}.{values[0]}", f"{values[0]} is not read; expected {_expected_value(entry)}"
+        )
     if not dosed_on:
         return "", f"{path}.value"
+    reason = _object(resource, "dataAbsentReason", path)
+    why = next(
+        (c.get("code") for _, c in _items(reason, "coding", f"{path}.dataAbsentReason")
+         if isinstance(c.get("code"), str)),
+        None,
+    )  # fmt: skip
     raise _Refused(
         f"{path}.value",
         f"no value{f' (dataAbsentReason {why})' if why else ''}; expected {_expected_value(entry)}",
@@ -457,17 +519,18 @@ def _expected_value(entry: Observable) -> str:
 
 def _quantity(quantity: dict[str, Any], where: str) -> str:
     value = quantity.get("value")
-    comparator = quantity.get("comparator")
+    comparator = _optional(quantity, "comparator", str, where)
     if comparator is not None:
+        shown = _number(value, where) if value is not None else ""
         raise _Refused(
             f"{where}.comparator",
-            f"'{comparator}{_number(value, where) if value is not None else ''}' is a bound, "
-            "not a result: dosing doses only on exact values",
+            f"'{comparator}{shown}' is a bound, not a result: dosing doses only on exact values",
         )
     if value is None:
         raise _Refused(f"{where}.value", "missing; expected a number")
     number = _number(value, where)
-    system, code = quantity.get("system"), quantity.get("code")
+    system = _optional(quantity, "system", str, where)
+    code = _optional(quantity, "code", str, where)
     if code is None:
         raise _Refused(
             f"{where}.code", f"missing; expected a UCUM code ({', '.join(UCUM_SPELLINGS)})"
@@ -496,18 +559,19 @@ def _number(value: Any, where: str) -> str:
 
 def _answer(entry: Observable, concept: dict[str, Any], where: str) -> str:
     allowed = _answers_of(entry)
-    for number, coding in enumerate(concept.get("coding", [])):
-        system, code = coding.get("system"), coding.get("code")
+    for path, coding in _items(concept, "coding", where):
+        system = _optional(coding, "system", str, path)
+        code = _optional(coding, "code", str, path)
         if system == VOCABULARY_SYSTEM:
             if code in allowed:
                 return str(code)
             raise _Refused(
-                f"{where}.coding[{number}].code",
+                f"{path}.code",
                 f"'{code}' is not an answer for {entry.name}; accepted: {_answers(entry)}",
             )
         if allowed == YES_NO and (system, code) in YES_NO_CODES:
             return YES_NO_CODES[(system, code)]
-    text = concept.get("text")
+    text = _optional(concept, "text", str, where)
     if text is not None:
         try:
             return category_value(entry, text)

@@ -1,4 +1,4 @@
-"""JSON read strictly: numbers exact, no NaN or Infinity, no key given twice, bounded nesting.
+"""JSON read strictly: numbers exact, no NaN or Infinity, no key given twice.
 
 A lab value of 1.20 stays the decimal 1.20 (never a float); a document that JSON itself
 allows but that no FHIR system writes (a key twice, NaN) is refused with a message.
@@ -11,9 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 from dosing.errors import DosingError
-
-MAX_DEPTH = 64
-"""The deepest nesting read: a FHIR Bundle of Observations is about 10 levels deep."""
 
 
 class JsonError(DosingError):
@@ -31,20 +28,6 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise JsonError(f"the key '{key}' is given twice in one object")
         result[key] = value
     return result
-
-
-def _too_deep(document: Any) -> bool:
-    """Whether nesting passes MAX_DEPTH (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if isinstance(value, dict):
-            stack.extend((child, depth + 1) for child in value.values())
-        elif isinstance(value, list):
-            stack.extend((child, depth + 1) for child in value)
-    return False
 
 
 def read_json(data: bytes | str, what: str) -> Any:
@@ -69,7 +52,5 @@ def read_json(data: bytes | str, what: str) -> Any:
     except ValueError:  # an integer of thousands of digits
         raise JsonError(f"{what} holds a number too long to be a measurement") from None
     except RecursionError:
-        raise JsonError(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
-    if _too_deep(document):
-        raise JsonError(f"{what} is nested deeper than {MAX_DEPTH} levels")
+        raise JsonError(f"{what} is nested too deeply to be FHIR") from None
     return document
