@@ -391,15 +391,6 @@ def test_the_worklist_has_nothing_for_a_patient_not_in_the_store(service: Servic
     assert answer.json() == {"cards": []}
 
 
-def test_the_log_holds_no_patient_values(service: Service) -> None:
-    """Issue 13: after all the calls above, the log has methods, paths and statuses only: no
-    patient id, no lab value, no traceback."""
-    log = service.served.log.read_text()
-    assert "POST /cds-services/imatinib-hes HTTP/1.1" in log
-    for leak in ("P-", "1200", "Patient preference", "Traceback", FHIR_TOKEN):
-        assert leak not in log, leak
-
-
 def test_serve_refuses_a_trust_file_with_a_private_key(tmp_path: Path) -> None:
     key = Signer().key
     assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -471,3 +462,27 @@ def test_orders_for_another_drug_or_a_patient_on_another_protocol_get_no_dose(
         "from ruxolitinib-hes"
     )
     assert "suggestions" not in note
+
+
+def test_a_malformed_lab_in_the_prefetch_is_named_on_the_card_and_not_used(
+    service: Service,
+) -> None:
+    """An ANC written as text is not used: the card refers, and names the JSON path."""
+    patient_id = new_patient()
+    prefetch = imatinib_prefetch(patient_id, TODAY)
+    prefetch["anc"]["entry"][0]["resource"]["valueQuantity"]["value"] = "1200"
+    [card] = service.post(SERVICE, hook_request(patient_id, prefetch)).json()["cards"]
+    assert card["summary"].startswith("Refer, no dose: ")
+    assert (
+        "prefetch.anc.entry\\[0\\].resource.valueQuantity.value: '1200' is not a JSON number: "
+        "not used"
+    ) in card["detail"]
+
+
+def test_the_log_holds_no_patient_values(service: Service) -> None:
+    """Issue 13: after all the calls above (this test runs last), the log has methods, paths
+    and statuses only: no patient id, no lab value, no traceback."""
+    log = service.served.log.read_text()
+    assert "POST /cds-services/imatinib-hes HTTP/1.1" in log
+    for leak in ("P-", "1200", "Patient preference", "Traceback", FHIR_TOKEN):
+        assert leak not in log, leak

@@ -3,6 +3,7 @@ exact decimals; results not final are not dosed on; bad FHIR is named by its JSO
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -15,6 +16,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from dosing import catalog
@@ -22,6 +25,7 @@ from dosing.cli import app
 from dosing.errors import DosingError
 from dosing.fhir_codes import SPELLING_UCUM, UCUM, UCUM_SPELLINGS
 from dosing.fhir_in import FhirError, read_document
+from dosing.fhir_visit import visit_input
 from dosing.observations import ObservationReader
 from dosing.strict_json import JsonError, read_json
 from dosing.units import KNOWN_SPELLINGS, unit_spelling
@@ -471,3 +475,54 @@ def test_ucum_system_is_required(tmp_path: Path) -> None:
         f"entry[0].resource.valueQuantity.system: 'http://example.org/units': expected {UCUM}"
         in (result.output)
     )
+
+
+# ---------------------------------------------------------------- any JSON at all
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.text(max_size=12),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3),
+)  # fmt: skip
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+IMATINIB = catalog.load("imatinib-hes")
+BUNDLE = dumps(lab_bundle(long_rows(EXPORTS["imatinib-hes"])[:12]))
+
+
+@given(data=st.data())
+@settings(max_examples=200, derandomize=True, deadline=None)
+def test_any_json_in_any_place_is_a_problem_with_a_path_never_a_crash(data: Any) -> None:
+    """The service reads without the FHIR model check: whatever JSON replaces any part of a
+    real Bundle, reading it raises only FhirError, and a visit is refused or decided, never
+    a crash."""
+    document = read_json(BUNDLE, "t")
+    where = data.draw(st.sampled_from(_paths(document)[1:]))
+    parent = document
+    for key in where[:-1]:
+        parent = parent[key]
+    parent[where[-1]] = data.draw(_JSON)
+    for validate in (False, True):
+        try:
+            labs = read_document(copy.deepcopy(document), "prefetch.x", validate=validate)
+        except FhirError:
+            continue
+        with contextlib.suppress(DosingError):
+            visit_input(labs, IMATINIB, dt.date(2026, 3, 1))
