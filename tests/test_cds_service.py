@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -477,6 +478,35 @@ def test_a_malformed_lab_in_the_prefetch_is_named_on_the_card_and_not_used(
         "prefetch.anc.entry\\[0\\].resource.valueQuantity.value: '1200' is not a JSON number: "
         "not used"
     ) in card["detail"]
+
+
+def test_the_readme_request_gives_the_readme_card(service: Service) -> None:
+    """The README's request (examples/cds-request.json, its labs re-dated to today) gives the
+    card the README shows: summary, indicator, source, the suggested dose and the detail's
+    lines (the README abridges with '...')."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- cds-response -->\n```json\n(.+?)\n```", readme, re.DOTALL)
+    assert block is not None
+    [shown] = json.loads(block.group(1))["cards"]
+    text = (ROOT / "examples" / "cds-request.json").read_text().replace("2026-11-22", TODAY)
+    patient_id = new_patient()
+    text = text.replace('"P01"', f'"{patient_id}"').replace("Patient/P01", f"Patient/{patient_id}")
+    request = json.loads(text)
+    [card] = service.post(SERVICE, request).json()["cards"]
+    next_check = (dt.date.today() + dt.timedelta(days=7)).isoformat()
+
+    def dated(value: str) -> str:
+        return value.replace("2026-11-29", next_check)
+
+    assert (card["summary"], card["indicator"]) == (dated(shown["summary"]), shown["indicator"])
+    assert card["source"] == shown["source"]
+    for line in dated(shown["detail"]).split("\n"):
+        assert line.removesuffix("...") in card["detail"], line
+    [suggestion] = card["suggestions"]
+    assert suggestion["label"] == shown["suggestions"][0]["label"]
+    dose = suggestion["actions"][0]["resource"]["dosageInstruction"][0]["doseAndRate"][0]
+    assert dose["doseQuantity"]["value"] == 300
+    assert card["selectionBehavior"] == shown["selectionBehavior"]
 
 
 def test_the_log_holds_no_patient_values(service: Service) -> None:
