@@ -140,8 +140,8 @@ def create_app(config: ServiceConfig) -> Starlette:
         return Response(listed, media_type="application/json")
 
     async def call(request: Request) -> Response:
-        service = _service(state, request)
         _authenticate(state, request)
+        service = _service(state, request)
         hook_call = read_call(await _json_body(state, request), service)
         assert state.adviser is not None
         assert state.client is not None
@@ -173,9 +173,8 @@ def create_app(config: ServiceConfig) -> Starlette:
         return JSONResponse(response)
 
     async def feedback(request: Request) -> Response:
+        _authenticate(state, request, request.url.path.removesuffix("/feedback"))
         service = _service(state, request)
-        service_path = request.url.path.removesuffix("/feedback")
-        _authenticate(state, request, service_path)
         items = _feedback(await _json_body(state, request))
         assert state.adviser is not None
         store = state.adviser.store
