@@ -27,7 +27,7 @@ def test_new_store_is_owner_only_and_migrated(tmp_path: Path) -> None:
     """A new store file is created 0600 and at the current schema version."""
     path = tmp_path / "deep" / "patients.sqlite"
     with Store(path) as store:
-        assert store.version == SCHEMA_VERSION == 3
+        assert store.version == SCHEMA_VERSION == 4
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -36,12 +36,13 @@ def test_migrates_an_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.sqlite"
     path.touch(mode=0o600)
     with Store(path) as store:
-        assert store.version == 3
+        assert store.version == SCHEMA_VERSION
         tables = {
             r[0]
             for r in store.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
     assert {"patients", "visits", "observations", "decisions", "responses", "records"} <= tables
+    assert {"cds_cards", "cds_feedback"} <= tables  # the CDS Hooks service's cards, feedback
 
 
 def test_wal_mode(tmp_path: Path) -> None:
@@ -67,7 +68,8 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite"
     with Store(path) as store:
         store.connection.execute("PRAGMA user_version = 99")
-    with pytest.raises(StoreError, match="has schema version 99; this dosing knows up to 3"):
+    knows = f"has schema version 99; this dosing knows up to {SCHEMA_VERSION}"
+    with pytest.raises(StoreError, match=knows):
         Store(path)
 
 
@@ -266,7 +268,7 @@ def test_migration_3_keeps_answers_and_adds_who_and_corrections(tmp_path: Path) 
             connection.execute(f"INSERT INTO main.{table} SELECT {columns} FROM new.{table}")
     path.chmod(0o600)
     with Store(path) as store:
-        assert store.version == 3
+        assert store.version == SCHEMA_VERSION
         first = store.visits("P01")[0]
         assert first.response is not None
         assert (first.response.kind, first.response.clinician) == ("accepted", None)

@@ -217,9 +217,25 @@ def step(
             help="Date the current dose was started, YYYY-MM-DD.", rich_help_panel=_COURSE
         ),
     ] = None,
+    fhir: Annotated[
+        Path | None,
+        typer.Option(
+            help="A FHIR R4 Bundle (JSON) of the patient's Observations and Patient, read with "
+            "LOINC codes and UCUM units; - reads standard input. Needs the fhir extra.",
+            rich_help_panel=_INPUT,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the decision record as JSON.")
     ] = False,
+    output_format: Annotated[
+        Literal["panel", "json", "fhir"],
+        typer.Option(
+            "--format",
+            help="A panel; the decision record as JSON (as --json); or FHIR: a MedicationRequest "
+            "proposal with the record in an extension.",
+        ),
+    ] = "panel",
 ) -> None:
     """Decide one visit: the dose, the rule that fired, and each value's margin to its threshold.
 
@@ -261,9 +277,31 @@ def step(
         dose_since=course_dates.get("--dose-since"),
         memory=remembered,
     )
+    notes: list[str] = []
+    if fhir is not None:
+        from dosing.fhir_visit import read_fhir_file, refuse_problems, visit_input
+
+        source = "standard input" if str(fhir) == "-" else str(fhir)
+        labs = read_fhir_file(None if str(fhir) == "-" else fhir, source)
+        given = visit_input(labs, loaded, visit, accept_implausible=accept_implausible)
+        refuse_problems(given.problems, source)
+        observations = [*given.observations, *observations]  # typed ones win on one date
+        notes = given.notes
+        if patient_id is None and len(labs.patients) == 1:
+            patient_id = next(iter(labs.patients))
     decision, _ = decide(loaded, record, visit, observations, patient_id)
-    if as_json:
+    if notes:
+        import attrs
+
+        decision = attrs.evolve(decision, warnings=(*decision.warnings, *notes))
+    if as_json or output_format == "json":
         sys.stdout.write(json.dumps(decision.to_json(), ensure_ascii=False) + "\n")
+        return
+    if output_format == "fhir":
+        from dosing.fhir_out import recommendation
+
+        text = json.dumps(recommendation(decision, loaded.drug), indent=2, ensure_ascii=False)
+        sys.stdout.write(text + "\n")
         return
     from dosing.output import console, decision_panel
 
@@ -279,7 +317,13 @@ def replay(
     protocol: Annotated[
         str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
     ],
-    timeline: Annotated[Path, typer.Argument(help="A CSV timeline, long or wide format.")],
+    timeline: Annotated[
+        Path,
+        typer.Argument(
+            help="A CSV timeline, long or wide format; or a FHIR R4 Bundle (a .json file, "
+            "needs the fhir extra); - reads standard input."
+        ),
+    ],
     output_format: Annotated[
         Literal["table", "jsonl", "csv"],
         typer.Option(
@@ -667,11 +711,12 @@ def patients(
 def history(
     patient: Annotated[str, typer.Argument(help="The patient's id.")],
     output_format: Annotated[
-        Literal["table", "jsonl", "csv", "timeline"],
+        Literal["table", "jsonl", "csv", "timeline", "fhir"],
         typer.Option(
             "--format",
             help="table; jsonl or csv decision records (as replay writes them); timeline: a "
-            "long-format CSV that dosing replay reads back.",
+            "long-format CSV that dosing replay reads back; fhir: a FHIR R4 Bundle of the "
+            "course (Patient, Observations, MedicationRequest proposals).",
         ),
     ] = "table",
     plot: Annotated[Path | None, typer.Option(help="Write the course as a PNG here.")] = None,
@@ -696,7 +741,12 @@ def import_timeline(
     protocol: Annotated[
         str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
     ],
-    timeline: Annotated[Path, typer.Argument(help="A CSV timeline, as dosing replay reads it.")],
+    timeline: Annotated[
+        Path,
+        typer.Argument(
+            help="A CSV timeline or a FHIR R4 Bundle (.json), as dosing replay reads it."
+        ),
+    ],
     db: DbOption = None,
 ) -> None:
     """Load a CSV timeline into the store, replaying it, and show each patient's current state.
@@ -713,6 +763,60 @@ def import_timeline(
             import_into_store(store, catalog.load(protocol), timeline)
     except KeyboardInterrupt:  # before the import began (it reports its own interruptions)
         raise Cancelled("the import was interrupted before it began; nothing was stored") from None
+
+
+@app.command()
+def serve(
+    trust: Annotated[
+        Path,
+        typer.Option(
+            help="The CDS clients trusted: a JSON file {issuer: JWK Set} of their public keys. "
+            "Every request must carry a JWT signed by one of them (CDS Hooks).",
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option(help="The address to listen on (default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8080,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The URL clients call (a token's aud must name it); default "
+            "http://HOST:PORT. Behind a TLS proxy, give the https URL."
+        ),
+    ] = None,
+    max_body: Annotated[
+        int, typer.Option(min=1024, help="The largest request body accepted, in bytes.")
+    ] = 1_000_000,
+    access_log: Annotated[
+        bool, typer.Option(help="Log each request's method, path and status (never its body).")
+    ] = True,
+    db: DbOption = None,
+) -> None:
+    """Run a CDS Hooks 2.0 service: dose advice as cards when an order is written, the
+    clinician's feedback kept in the patient store. Needs the service extra.
+
+    Example: [cyan]dosing serve --trust ehr-keys.json --port 8080 --db clinic.sqlite[/]
+    """
+    try:
+        from dosing.cds_auth import load_trust
+        from dosing.cds_service import ServiceConfig, run
+    except ImportError:
+        raise DosingError(
+            "dosing serve needs the service extra: pip install 'dosing[service]' "
+            "(or '.[service]' in a checkout)"
+        ) from None
+    from dosing.store import default_path
+
+    config = ServiceConfig(
+        db=db or default_path(),
+        trust=load_trust(trust),
+        base_url=(base_url or f"http://{host}:{port}").rstrip("/"),
+        max_body=max_body,
+    )
+    with _open_store(config.db):  # a store that cannot be used fails before listening
+        pass
+    run(config, host, port, access_log)
 
 
 # What an internal error means for each command: only step and visit give doses.

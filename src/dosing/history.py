@@ -86,7 +86,7 @@ def show_history(
     store: Store,
     protocol_for: Callable[[str], Protocol],
     patient_id: str,
-    output_format: Literal["table", "jsonl", "csv", "timeline"],
+    output_format: Literal["table", "jsonl", "csv", "timeline", "fhir"],
     plot: Path | None,
 ) -> None:
     """Print the course in the asked format; write the plot if asked."""
@@ -106,6 +106,12 @@ def show_history(
         )
     elif output_format == "timeline":
         _write_timeline(patient, visits, decisions)
+    elif output_format == "fhir":
+        from dosing.fhir_out import course_bundle
+
+        drug = protocol_for(patient.protocol).drug
+        bundle = course_bundle(patient, visits, decisions, drug)
+        sys.stdout.write(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
     else:
         console.print(_table(patient, visits))
         chain = store.corrections(patient_id)

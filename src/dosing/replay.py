@@ -128,6 +128,7 @@ def replay_patient(
             birth = visit.birth
             if first:
                 result.start = visit.record
+            notes = _fhir_notes(visit_rows)
             decision, record = _decide(protocol, visit, date, patient_id, visit_rows)
         except _BadRow as bad:
             result.rejected.append(bad.rejected)
@@ -157,6 +158,8 @@ def replay_patient(
                 # dose chosen, as at the prompt. A dose given without one is only compared.
                 record, _ = apply_choice(protocol, record, given, date)
                 note = override_note(date, decision.doses, given, visit.reason, record)
+        if notes:
+            decision = attrs.evolve(decision, warnings=(*decision.warnings, *notes))
         result.decisions.append(decision)
         result.override_reasons.append(visit.reason)
         if keep_visits:
@@ -246,6 +249,8 @@ def _read_visit(
     reason: str | None = None
     duplicates = superseded = 0
     for row in visit_rows:
+        if row.name in _FHIR_ONLY:
+            continue  # read by _fhir_rows
         try:
             if row.name == "dose_given":
                 superseded += given is not None
@@ -302,6 +307,15 @@ def _birth(row: Row, date: dt.date, known: dt.date | None) -> dt.date:
     if known is not None and birth != known:
         raise DosingError(f"the birth date was given as {known} before; a patient has one")
     return birth
+
+
+def _fhir_notes(visit_rows: list[Row]) -> list[str]:
+    """The notes a FHIR timeline adds to the decision of its date: a result not dosed on
+    (not final). Its birth date rows are read like any birth date (`_read_visit`)."""
+    return [row.text for row in visit_rows if row.name in _FHIR_ONLY]
+
+
+_FHIR_ONLY = frozenset({"not_dosed_on"})
 
 
 def _start(protocol: Protocol, record: PatientRecord, row: Row, first: bool) -> PatientRecord:

@@ -144,6 +144,8 @@ def summary_view(summary: Summary, timeline: Timeline) -> Group:
 
 def rejected_message(rejected: Rejected, source: str) -> str:
     """'timeline.csv:7: column value: '1.2': anc=1.2: a number needs its unit ...'."""
+    if rejected.column.startswith(("entry", "Observation", "Patient")):  # a FHIR JSON path
+        return f"{source}: {rejected.column}: {rejected.reason}"
     value = f"'{shown(rejected.value)}'" if rejected.value else "(empty)"
     return f"{source}:{rejected.line}: column {rejected.column}: {value}: {rejected.reason}"
 

@@ -67,7 +67,22 @@ class ReplayOptions:
 
 
 def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timeline:
-    """Read a timeline file (UTF-8, with or without a byte-order mark)."""
+    """Read a timeline file (UTF-8, with or without a byte-order mark): CSV, or a FHIR Bundle
+    when the name ends in .json; '-' reads standard input (a FHIR Bundle if it starts with
+    '{')."""
+    if str(path) == "-":
+        text = sys.stdin.read()
+        if text.lstrip("\ufeff \t\r\n").startswith("{"):
+            from dosing.fhir_in import read_document
+            from dosing.fhir_visit import fhir_timeline
+            from dosing.strict_json import read_json
+
+            return fhir_timeline(read_document(read_json(text, "standard input")))
+        return read_timeline(text.splitlines(keepends=True), "standard input", layout)
+    if path.suffix.lower() == ".json":
+        from dosing.fhir_visit import fhir_timeline, read_fhir_file
+
+        return fhir_timeline(read_fhir_file(path, str(path)))
     try:
         with open_text(path, "utf-8-sig") as stream:
             return read_timeline(stream, str(path), layout)

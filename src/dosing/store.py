@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -131,6 +132,40 @@ MIGRATIONS: tuple[str, ...] = (
         AND EXISTS (SELECT 1 FROM visits WHERE supersedes = NEW.supersedes)
     BEGIN SELECT RAISE(ABORT, 'visit already superseded'); END;
     """,
+    # 4: the CDS Hooks service (`cds_store`): each card it returned, with what is needed to
+    # store its visit, and the feedback on it (the visit is stored with the clinician's answer
+    # when the feedback comes: `visit` names it).
+    """
+    CREATE TABLE cds_cards (
+        row INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        service TEXT NOT NULL,
+        hook_instance TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        date TEXT NOT NULL,
+        pending TEXT NOT NULL,          -- JSON: the visit as decided, ready to be saved
+        recorded_at TEXT NOT NULL
+    );
+    CREATE TABLE cds_feedback (
+        row INTEGER PRIMARY KEY,
+        card INTEGER NOT NULL REFERENCES cds_cards(row),
+        outcome TEXT NOT NULL CHECK (outcome IN ('accepted', 'overridden')),
+        reason TEXT,
+        outcome_at TEXT NOT NULL,       -- outcomeTimestamp, as the CDS client sent it
+        visit INTEGER REFERENCES visits(row),
+        recorded_at TEXT NOT NULL
+    );
+    CREATE INDEX cds_feedback_by_card ON cds_feedback(card);
+    """
+    + "".join(
+        f"""
+    CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+    BEGIN SELECT RAISE(ABORT, 'history is append-only: add a superseding row'); END;
+    CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+    BEGIN SELECT RAISE(ABORT, 'history is append-only: add a superseding row'); END;
+    """
+        for table in ("cds_cards", "cds_feedback")
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -448,21 +483,26 @@ class Store:
         decision: Decision,
         response: Response,
         record: PatientRecord,
+        also: Callable[[int], None] | None = None,
     ) -> int:
         """Write a whole visit in one transaction; returns the visit's row.
 
         `decided_from` is the course version the visit was decided from; if the course has
         changed since (another visit saved, the patient registered meanwhile), StaleCourse is
-        raised and nothing is written."""
+        raised and nothing is written. `also` is called with the visit's row inside the same
+        transaction (the CDS service links its feedback to the visit)."""
         with self.transaction():
             now = self._now()
             self._refuse_stale(patient, decided_from)
             if decided_from.patient_row is None:
                 self._register(patient, now)
-            return self._write_visit(
+            row = self._write_visit(
                 patient.patient_id, ImportedVisit(date, observations, decision, response, record),
                 now,
             )  # fmt: skip
+            if also is not None:
+                also(row)
+            return row
 
     def save_corrections(
         self, patient: Patient, decided_from: CourseVersion, replacements: list[Replacement]
@@ -497,6 +537,23 @@ class Store:
             for visit in visits:
                 self._write_visit(patient.patient_id, visit, now)
         return True
+
+    def add_response(
+        self, visit_row: int, response: Response, also: Callable[[int], None] | None = None
+    ) -> None:
+        """Record another answer to a stored visit's decision (the latest one counts); `also`
+        as for save_visit."""
+        with self.transaction():
+            (decision_row,) = self.connection.execute(
+                "SELECT max(row) FROM decisions WHERE visit = ?", (visit_row,)
+            ).fetchone()
+            self.connection.execute(
+                "INSERT INTO responses (decision, kind, dose, reason, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (decision_row, response.kind, response.dose, response.reason, self._now()),
+            )
+            if also is not None:
+                also(visit_row)
 
     @staticmethod
     def _now() -> str:

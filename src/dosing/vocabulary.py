@@ -74,6 +74,13 @@ def _count(high: str) -> Quantitative:
     return Quantitative(_COUNT, Fraction(0), Fraction(high), smallest=Fraction(1, 1000))
 
 
+# LOINC codes: clinical-facts.md ("LOINC codes"), and for the labs and facts the shipped
+# protocols read beyond that list: body weight 29463-7, body height 8302-2, body temperature
+# 8310-5 (FHIR vital signs), age at collection 30525-0 (as lab exports send it), triglycerides
+# 2571-8 (mass) and 14927-8 (moles), creatinine 14682-9 (moles). A code names the analyte;
+# the unit of each result decides the measure (a molar triglyceride is read as the twin).
+# sIL-2R has no code here: none could be confirmed from the sources, so a FHIR result names it
+# with the dosing vocabulary's own code system (fhir_codes.VOCABULARY_SYSTEM).
 _ENTRIES: tuple[Observable, ...] = (
     Observable("anc", "ANC", "lab", _count("100"), ("751-8",)),
     Observable("platelets", "platelets", "lab", _count("3000"), ("777-3",)),
@@ -85,7 +92,13 @@ _ENTRIES: tuple[Observable, ...] = (
     Observable(
         "bilirubin", "bilirubin", "lab", _q("mg/dL", "0", "60", "584.66"), ("1975-2", "14631-6")
     ),
-    Observable("creatinine", "creatinine", "lab", _q("mg/dL", "0.05", "40", "113.12"), ("2160-0",)),
+    Observable(
+        "creatinine",
+        "creatinine",
+        "lab",
+        _q("mg/dL", "0.05", "40", "113.12"),
+        ("2160-0", "14682-9"),
+    ),
     Observable(
         "tacrolimus_trough",
         "tacrolimus trough",
@@ -102,25 +115,30 @@ _ENTRIES: tuple[Observable, ...] = (
         "triglycerides",
         "lab",
         attrs.evolve(_q("mg/dL", "0", "10000"), twin="triglycerides_molar"),
-        ("3048-6",),
+        ("3048-6", "2571-8"),
     ),
     Observable(
         "triglycerides_molar",
         "triglycerides",
         "lab",
         attrs.evolve(_q("mmol/L", "0", "113"), twin="triglycerides"),
+        ("14927-8",),
     ),
     Observable("sil2r", "sIL-2R", "lab", _q("U/mL", "0", "1000000")),
-    Observable("temperature", "temperature", "lab", _q("degC", "25", "45")),
+    Observable("temperature", "temperature", "lab", _q("degC", "25", "45"), ("8310-5",)),
     Observable("alt_uln", "ALT ULN", "uln", _q("U/L", "1", "1000")),
     Observable("ast_uln", "AST ULN", "uln", _q("U/L", "1", "1000")),
     Observable("bilirubin_uln", "bilirubin ULN", "uln", _q("mg/dL", "0.1", "10", "584.66")),
     Observable(
-        "age", "age", "fact", Quantitative("years", Fraction(0), Fraction(125), None, "years")
+        "age",
+        "age",
+        "fact",
+        Quantitative("years", Fraction(0), Fraction(125), None, "years"),
+        ("30525-0",),
     ),
-    Observable("weight", "weight", "fact", _q("kg", "0.3", "400")),
+    Observable("weight", "weight", "fact", _q("kg", "0.3", "400"), ("29463-7",)),
     Observable("crcl_weight", "weight for CrCl", "fact", _q("kg", "0.3", "400")),
-    Observable("height", "height", "fact", _q("cm", "20", "260")),
+    Observable("height", "height", "fact", _q("cm", "20", "260"), ("8302-2",)),
     Observable("sex", "sex", "fact", Categorical(("F", "M"))),
     Observable("response", "response", "assessment", Categorical(RESPONSES)),
     Observable("relapse", "relapse", "assessment", Categorical(RELAPSES)),
@@ -152,6 +170,12 @@ _ENTRIES: tuple[Observable, ...] = (
 
 VOCABULARY: dict[str, Observable] = {entry.name: entry for entry in _ENTRIES}
 _BY_ALIAS: dict[str, Observable] = {code: e for e in _ENTRIES for code in e.loinc}
+
+
+def by_loinc(code: str) -> Observable | None:
+    """The vocabulary entry a LOINC code names, if any (a name is not a code here)."""
+    return _BY_ALIAS.get(code)
+
 
 _YES_NO_SPELLINGS = {"y": "yes", "true": "yes", "1": "yes", "n": "no", "false": "no", "0": "no"}
 
