@@ -319,6 +319,10 @@ def replay(
 ) -> None:
     """Replay patient timelines from CSV: every decision, every row accounted for.
 
+    Exits 0 when every row was used, superseded or carried forward; 1 when a row was rejected
+    or a patient's replay stopped at a bad row (the decisions before it are written); 2 when
+    the file cannot be used, or at the first bad row with --strict.
+
     Long format: patient_id,date,name,value,unit (one observation per row). Wide format:
     patient_id,date and a column per observation with its unit, e.g. "anc [10^9/L]". Rows
     named start_state or therapy_start set where a patient starts; dose_given records the dose
@@ -349,7 +353,8 @@ def replay(
         raise ObservationError(
             f"--start-state {start_state}: states are {', '.join(loaded.states)}"
         )
-    run_replay(loaded, timeline, options)
+    if not run_replay(loaded, timeline, options):
+        raise typer.Exit(1)
 
 
 @app.command("check")

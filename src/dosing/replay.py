@@ -157,7 +157,9 @@ def _decide(
         return step(protocol, record, date, observations.values(), patient_id)
     except DosingError as error:
         first = visit_rows[0]
-        bad = Rejected(first.line, patient_id, "date", date.isoformat(), str(error))
+        bad = Rejected(
+            first.line, patient_id, "date", date.isoformat(), str(error), date.isoformat()
+        )
         raise _BadRow(bad, first) from None
 
 
@@ -165,9 +167,14 @@ def _not_replayed(result: PatientReplay, rows: list[Row], line: int, skip: Row |
     reason = f"not replayed: {result.patient_id}'s replay stopped at line {line}"
     for row in rows:
         if row is not skip:
+            day = _iso(row.day)
             result.rejected.append(
-                Rejected(row.line, result.patient_id, row.column, row.text, reason)
+                Rejected(row.line, result.patient_id, row.column, row.text, reason, day, row.name)
             )
+
+
+def _iso(day: int) -> str:
+    return dt.date.fromordinal(day).isoformat()
 
 
 class _BadRow(Exception):
@@ -213,7 +220,9 @@ def _read_visit(
                 superseded += row.name in observations
                 observations[row.name] = reader.read(row.name, row.text, date)
         except DosingError as error:
-            bad = Rejected(row.line, patient_id, row.column, row.text, str(error))
+            bad = Rejected(
+                row.line, patient_id, row.column, row.text, str(error), _iso(row.day), row.name
+            )
             raise _BadRow(bad, row) from None
     return observations, given, record, superseded
 

@@ -144,10 +144,16 @@ def rejected_message(rejected: Rejected, source: str) -> str:
     return f"{source}:{rejected.line}: column {rejected.column}: {value}: {rejected.reason}"
 
 
+REJECTS_FIELDS = ("line", "patient_id", "date", "name", "column", "value", "reason")
+
+
 def write_rejects(path: Path, rejected: list[Rejected]) -> None:
-    """Rejected rows as CSV for correction, in file order."""
+    """Rejected rows as CSV for correction, in file order: the line, the patient, the date
+    and the observation's name (where the row gave them), the column, the value, the reason."""
     with atomic_text(path) as stream:
         writer = csv.writer(stream)
-        writer.writerow(("line", "patient_id", "column", "value", "reason"))
+        writer.writerow(REJECTS_FIELDS)
         for row in sorted(rejected):
-            writer.writerow(row)
+            writer.writerow(
+                (row.line, row.patient_id, row.date, row.name, row.column, row.value, row.reason)
+            )

@@ -93,8 +93,10 @@ def _destination(path: Path | None) -> Iterator[IO[str]]:
         raise write_failed("--output", path, error) from None
 
 
-def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
-    """The whole replay command. Raises DosingError (exit 2) on a file that cannot be used."""
+def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
+    """The whole replay command. Raises DosingError (exit 2) on a file that cannot be used.
+    Returns whether every row was accounted for as used, superseded or carried: False when a
+    row was rejected or a patient's replay stopped at a bad row (the command exits 1)."""
     for option, target in (("--output", options.output), ("--rejects", options.rejects)):
         if target is not None:
             check_writable(target, option)
@@ -135,12 +137,13 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
         view = summary_view(summary, timeline)
         to_stdout = options.output is not None or options.output_format == "table"
         (console if to_stdout else error_console).print(view)
-    _report_rejects(rejected, source)
     if options.rejects is not None:
         try:
             write_rejects(options.rejects, rejected)
         except OSError as error:
             raise write_failed("--rejects", options.rejects, error) from None
+    _report_rejects(rejected, source, options.rejects)
+    return not rejected and not summary.stopped
 
 
 def _plot(protocol: Protocol, patient: PatientReplay, folder: Path) -> None:
@@ -189,16 +192,21 @@ def _progress(timeline: Timeline) -> Iterator[_Advance]:
         yield lambda: progress.advance(task)
 
 
-def _report_rejects(rejected: list[Rejected], source: str) -> None:
+def counted(number: int, noun: str) -> str:
+    """'1 row', '2 rows'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _report_rejects(rejected: list[Rejected], source: str, saved: Path | None) -> None:
     if not rejected:
         return
     refused = sorted(row for row in rejected if not row.reason.startswith("not replayed:"))
     skipped = len(rejected) - len(refused)
-    error_console.print(
-        f"{len(refused)} rows rejected, {skipped} not replayed after a bad row "
-        "(use --rejects FILE to save them):",
-        highlight=False,
-    )
+    said = f"{counted(len(refused), 'row')} rejected"
+    if skipped:
+        said += f", {counted(skipped, 'row')} not replayed after a bad row"
+    kept = f"written to {saved}" if saved is not None else "use --rejects FILE to save them"
+    error_console.print(f"{said} ({kept}):", highlight=False, markup=False, soft_wrap=True)
     for row in refused[:REPORTED_REJECTS]:
         error_console.print(
             f"  {rejected_message(row, source)}", highlight=False, soft_wrap=True, markup=False
