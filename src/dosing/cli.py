@@ -29,12 +29,38 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
-    add_completion=False,
     help="Dose-adjustment decision support: protocols as state machines over exact lab units. "
     "[bold]dosing recommends; a person decides.[/]",
 )
 
 _INPUT = "Patient and labs"
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"dosing {version('dosing')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options before any command: --version, shell completion."""
+
+
+def _protocol_ids(incomplete: str) -> list[str]:
+    """Shell completion of a protocol argument: the shipped ids."""
+    return [name for name in catalog.shipped_ids() if name.startswith(incomplete)]
+
+
 _COURSE = "Where the patient is in the protocol"
 
 
@@ -82,7 +108,10 @@ def protocols() -> None:
 @app.command()
 def show(
     protocol: Annotated[
-        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+        str,
+        typer.Argument(
+            help="A shipped protocol id or a path to a .yaml file.", autocompletion=_protocol_ids
+        ),
     ],
     output_format: Annotated[
         Literal["table", "mermaid", "dot"],
@@ -160,7 +189,10 @@ def _render(source: str, output: Path) -> None:
 @app.command()
 def step(
     protocol: Annotated[
-        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+        str,
+        typer.Argument(
+            help="A shipped protocol id or a path to a .yaml file.", autocompletion=_protocol_ids
+        ),
     ],
     lab: Annotated[
         list[str],
@@ -263,7 +295,10 @@ _START = "Patients starting mid-treatment"
 @app.command()
 def replay(
     protocol: Annotated[
-        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+        str,
+        typer.Argument(
+            help="A shipped protocol id or a path to a .yaml file.", autocompletion=_protocol_ids
+        ),
     ],
     timeline: Annotated[Path, typer.Argument(help="A CSV timeline, long or wide format.")],
     output_format: Annotated[
@@ -456,10 +491,21 @@ DbOption = Annotated[
 ]
 
 
-def _open_store(db: Path | None) -> Store:
+def _open_store(db: Path | None, create: bool = True) -> Store:
+    """The patient store; a command that only reads (`patients`, `history`) does not create
+    one: it says where it looked."""
     from dosing.store import Store, default_path
 
-    return Store(db or default_path())
+    path = db or default_path()
+    if not create and not (path.exists() or path.is_symlink()):
+        where = (
+            "--db" if db else "$DOSING_DB" if os.environ.get("DOSING_DB") else "the default place"
+        )
+        raise DosingError(
+            f"no patient store at {path} ({where}); nothing was created. `dosing visit` or "
+            "`dosing import-timeline` creates it; --db or $DOSING_DB names another"
+        )
+    return Store(path)
 
 
 @app.command()
@@ -501,7 +547,7 @@ def patients(db: DbOption = None) -> None:
     from dosing.output import print_grid
     from dosing.store import dose_in_force
 
-    with _open_store(db) as store:
+    with _open_store(db, create=False) as store:
         courses = store.current_courses()
     print_grid(
         ("patient", "protocol", "state", "dose", "last visit", "next due"),
@@ -543,14 +589,17 @@ def history(
         from dosing.files import check_writable
 
         check_writable(plot, "--plot")
-    with _open_store(db) as store:
+    with _open_store(db, create=False) as store:
         show_history(store, catalog.load, patient, output_format, plot)
 
 
 @app.command("import-timeline")
 def import_timeline(
     protocol: Annotated[
-        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+        str,
+        typer.Argument(
+            help="A shipped protocol id or a path to a .yaml file.", autocompletion=_protocol_ids
+        ),
     ],
     timeline: Annotated[Path, typer.Argument(help="A CSV timeline, as dosing replay reads it.")],
     db: DbOption = None,
