@@ -175,7 +175,9 @@ def test_override_is_stored_shown_and_the_next_decision_starts_from_it(tmp_path:
         [sys.executable, "-m", "dosing", "history", "P01", "--db", str(db)],
         capture_output=True, text=True, env=env(COLUMNS="250"), cwd=ROOT,
     )  # fmt: skip
-    assert "overridden: 300 mg qd (tolerated 300 mg before)" in table.stdout
+    row = next(line for line in table.stdout.splitlines() if line.startswith("2026-01-19"))
+    assert row.endswith("  300 mg qd (tolerated 300 mg before)")
+    assert " overridden " in row
     fourth = visit(
         db,
         ["2.1 x10^9/L", "210 x10^9/L", "29 U/L", "27 U/L", "0.6 mg/dL", "accept"],

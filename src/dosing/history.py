@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Literal
 
 import attrs
-from rich.table import Table
 
 from dosing.decision import Decision, decision_from_json
 from dosing.errors import Cancelled, DosingError
@@ -28,6 +27,7 @@ from dosing.store import (
     StoreWriteError,
     dose_in_force,
 )
+from dosing.tables import CourseTable, Row, for_terminal, plain, rule_cell
 from dosing.timeline import LONG_COLUMNS
 from dosing.units import split_text
 
@@ -92,8 +92,10 @@ def show_history(
         writer.writerows(csv_row(decision) for decision in decisions)
     elif output_format == "timeline":
         _write_timeline(patient, visits, decisions)
+    elif console.is_terminal:
+        console.print(for_terminal(_table(patient, visits), console.width))
     else:
-        console.print(_table(patient, visits))
+        sys.stdout.write(plain(_table(patient, visits)))
     if plot is not None:
         from dosing.plots import plot_patient
 
@@ -109,35 +111,40 @@ def show_history(
         console.print(f"Wrote {plot}")
 
 
-def _table(patient: Patient, visits: list[StoredVisit]) -> Table:
-    table = Table(title=f"{patient.patient_id} on {patient.protocol}", title_justify="left")
-    for column in ("date", "labs", "state", "action", "dose advised", "rule", "answer"):
-        table.add_column(column, overflow="fold")
+def _table(patient: Patient, visits: list[StoredVisit]) -> CourseTable:
+    rows = []
     for visit in visits:
-        labs = ", ".join(
-            f"{o.name} {o.entered}" for o in visit.observations if o.name not in _FACTS
-        )
+        labs = tuple(f"{o.name} {o.entered}" for o in visit.observations if o.name not in _FACTS)
         decision = visit.decision
         advised = ", ".join(
             f"{d['amount']} {d['unit']} {d['frequency']}" for d in decision["doses"]
         )
         answer = visit.response
+        details: list[tuple[str, tuple[str, ...]]] = [("labs", labs)] if labs else []
         if answer is None:
             told = "-"
         elif answer.kind == "overridden":
-            told = f"overridden: {answer.dose} ({answer.reason})"
+            told = "overridden"
+            details.append(("override", (f"{answer.dose} ({answer.reason})",)))
         else:
             told = answer.kind
-        table.add_row(
+        state = decision["state"]
+        cells = (
             str(visit.date),
-            labs,
-            decision["state"],
+            state,
             decision["action"],
             advised or "-",
-            ", ".join(rule["id"] for rule in decision["rules"]),
+            rule_cell([rule["id"] for rule in decision["rules"]], state, decision["action"]),
             told,
         )
-    return table
+        rows.append(Row(cells, tuple(details)))
+    return CourseTable(
+        f"{patient.patient_id} on {patient.protocol}",
+        ("date", "state", "action", "dose advised", "rule", "answer"),
+        tuple(rows),
+        coded="rule",
+        detail_headers=("labs", "override"),
+    )
 
 
 def _write_timeline(patient: Patient, visits: list[StoredVisit], decisions: list[Decision]) -> None:
@@ -175,7 +182,7 @@ def import_into_store(store: Store, protocol: Protocol, path: Path) -> None:
         raise DosingError(
             f"the patient store cannot be written, so nothing was imported: {error}"
         ) from None
-    table = Table("patient", "state", "dose", "last visit", "next due", "visits stored")
+    rows: list[Row] = []
     done = _Tally()
     try:
         for result in replay(protocol, load_timeline(path, None), keep_visits=True):
@@ -203,14 +210,16 @@ def import_into_store(store: Store, protocol: Protocol, path: Path) -> None:
             )
             console.print(f"Imported {result.patient_id}: {_count(len(visits), 'visit')}{stopped}.")
             last = visits[-1]
-            table.add_row(
-                result.patient_id,
-                last.record.state or "-",
-                dose_in_force(last.decision.to_json()["doses"], last.response),
-                str(last.date),
-                str(last.decision.next_check or "-"),
-                str(len(visits)),
-            )
+            rows.append(
+                Row((
+                    result.patient_id,
+                    last.record.state or "-",
+                    dose_in_force(last.decision.to_json()["doses"], last.response),
+                    str(last.date),
+                    str(last.decision.next_check or "-"),
+                    str(len(visits)),
+                ))
+            )  # fmt: skip
     except KeyboardInterrupt:
         raise ImportCancelled(
             f"the import was interrupted. Imported before that: {done}; {_WHOLE}. Run the same "
@@ -222,7 +231,15 @@ def import_into_store(store: Store, protocol: Protocol, path: Path) -> None:
             "and run the same command again to import the rest"
         ) from None
     if done.patients:
-        console.print(table)
+        table = CourseTable(
+            "Imported patients, as they stand now:",
+            ("patient", "state", "dose", "last visit", "next due", "visits"),
+            tuple(rows),
+        )
+        if console.is_terminal:
+            console.print(for_terminal(table, console.width))
+        else:
+            sys.stdout.write(plain(table))
     console.print(f"Imported {done}.")
 
 

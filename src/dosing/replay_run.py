@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import IO, Literal
 
 import attrs
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dosing.errors import TimelineError
@@ -41,6 +40,7 @@ from dosing.replay_output import (
     summary_view,
     write_rejects,
 )
+from dosing.tables import for_terminal, plain
 from dosing.timeline import Rejected, Timeline, read_timeline
 
 PROGRESS_FROM_ROWS = 20_000
@@ -177,8 +177,13 @@ def _writer(kind: str, stream: IO[str], terminal: bool) -> _Write:
         rows = csv.writer(stream)
         rows.writerow(CSV_FIELDS)
         return lambda patient: rows.writerows(csv_row(d) for d in patient.decisions)
-    target = console if terminal else Console(file=stream, width=120, no_color=True)
-    return lambda patient: target.print(patient_table(patient))
+    if terminal and console.is_terminal:
+        return lambda patient: console.print(for_terminal(patient_table(patient), console.width))
+
+    def write_plain(patient: PatientReplay) -> None:
+        stream.write(plain(patient_table(patient)))
+
+    return write_plain
 
 
 @contextlib.contextmanager
