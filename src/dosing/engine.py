@@ -17,7 +17,7 @@ import attrs
 from dosing.decision import Decision, DoseLine, RuleRef, daily_amount
 from dosing.derived import bsa_mosteller, crcl_cockcroft_gault
 from dosing.errors import EngineError
-from dosing.explain import describe
+from dosing.explain import describe, nearest, not_met
 from dosing.guards import Finding, Outcome, Value, evaluate
 from dosing.model import Action, DoseSpec, Effect, Protocol, State, Transition
 from dosing.observations import Observation
@@ -92,7 +92,7 @@ def step(
         decision, after = decide.cannot_decide(state, outcome, chosen)
     elif chosen is not None and outcome is not None:
         decide.note_undecided(choice.undecided, chosen)
-        decision, after = decide.fire(state, chosen, outcome)
+        decision, after = decide.fire(state, chosen, outcome, choice.passed)
     else:
         decision, after = decide.stay(state, choice.considered)
     return decision, _tracked(protocol, facts, after)
@@ -325,6 +325,8 @@ class _Choice:
     considered: list[Outcome]
     undecided: list[tuple[Transition, Outcome]]
     """Rules above the chosen no-dose rule that could not be decided (their data missing)."""
+    passed: list[tuple[Transition, Outcome]] = attrs.Factory(list)
+    """Rules of a higher priority than the chosen one, each decided not to apply."""
 
 
 def _choose(state: State, facts: _Facts) -> _Choice:
@@ -335,6 +337,7 @@ def _choose(state: State, facts: _Facts) -> _Choice:
     above it would also give no dose (or refer): the patient is held either way, and the
     hold is recorded."""
     considered: list[Outcome] = []
+    passed: list[tuple[Transition, Outcome]] = []
     blocked: list[tuple[Transition, Outcome]] = []
     for priority in sorted({t.priority for t in state.transitions}, reverse=True):
         group = [
@@ -345,7 +348,7 @@ def _choose(state: State, facts: _Facts) -> _Choice:
             rules = " and ".join(f"'{t.rule}'" for t, _ in fired)
             raise EngineError(f"rules {rules} both apply at equal priority {priority}")
         if fired and (not blocked or fired[0][0].action in STOPS):
-            return _Choice(fired[0][0], fired[0][1], considered, blocked)
+            return _Choice(fired[0][0], fired[0][1], considered, blocked, passed)
         if fired:  # a dose below an undecided rule: not given
             break
         unknown = [(t, o) for t, o in group if o.truth is None]
@@ -354,6 +357,7 @@ def _choose(state: State, facts: _Facts) -> _Choice:
             break  # an undecided rule that could give a dose: nothing below may be taken
         if not unknown:
             considered.extend(o for _, o in group)
+            passed.extend(group)
     if blocked:
         return _Choice(blocked[0][0], blocked[0][1], considered, [])
     return _Choice(None, None, considered, [])
@@ -413,7 +417,7 @@ class _Decider:
             next_check=next_check,
             rules=rules,
             reasons=(*reasons, *self.noted),
-            warnings=tuple(self.warnings),
+            warnings=tuple(dict.fromkeys(self.warnings)),  # each warning once
         )
 
     def refer(
@@ -476,10 +480,20 @@ class _Decider:
                 self.warnings.append(said)
 
     def fire(
-        self, state: State, transition: Transition, outcome: Outcome
+        self,
+        state: State,
+        transition: Transition,
+        outcome: Outcome,
+        passed: list[tuple[Transition, Outcome]] = [],  # noqa: B006 - read only
     ) -> tuple[Decision, PatientRecord]:
         target = self.protocol.states[transition.target]
         reasons = [transition.message, *self.explain(outcome.findings)]
+        if passed and self.explaining:
+            above = [rule.rule for rule, _ in passed]
+            findings = [finding for _, above in passed for finding in above.findings]
+            line = not_met(above, findings, outcome.findings, self.protocol.scope, self.memory)
+            if line is not None:
+                reasons.append(line)
         rules = (RuleRef(transition.rule, transition.source),)
         memory = self.remember(state, transition, reasons)
         if memory is None:
@@ -546,7 +560,7 @@ class _Decider:
                 *self.explain(findings),
             ]
             return self.refer((), reasons)
-        reasons = [f"No rule fired in state {state.name}", *self.explain(findings)]
+        reasons = [f"No rule fired in state {state.name}", *self.explain(nearest(findings))]
         record = attrs.evolve(
             self.record,
             state=state.name,
