@@ -62,7 +62,7 @@ def test_panel_says_dose_rule_and_margin() -> None:
     result = dosing("step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=1200/mm3")
     assert result.returncode == 0
     assert "START  imatinib 300 mg qd" in result.stdout
-    assert "rule start-reduced  seed-000: Study Groups, Imatinib" in result.stdout
+    assert "rule start-reduced  NCT00044304: Study Groups, Imatinib" in result.stdout
     assert "ANC 1200/mm3 (= 1.2 x10^9/L) < 1.5 x10^9/L (margin 0.3 x10^9/L)" in result.stdout
     assert "dosing recommends; a person decides." in result.stdout
 

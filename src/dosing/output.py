@@ -110,7 +110,8 @@ def dose_text(spec: DoseSpec) -> str:
 
 
 def protocol_tables(protocol: Protocol) -> Group:
-    """States, transitions (as a tree, to read in any terminal width), inputs, site parameters."""
+    """States, transitions (as a tree, to read in any terminal width), inputs, site
+    parameters, and the sources the rules cite."""
     from rich.tree import Tree
 
     header = Text.assemble(
@@ -160,4 +161,10 @@ def protocol_tables(protocol: Protocol) -> Group:
     parameters.add_column("note")
     for parameter in protocol.parameters.values():
         parameters.add_row(*map(Text, (parameter.name, parameter.value, parameter.note)))
-    return Group(header, states, rules, inputs, parameters)
+    sources = Table(title="Sources (every rule cites one)", title_justify="left")
+    sources.add_column("id", no_wrap=True)
+    sources.add_column("kind", no_wrap=True)
+    sources.add_column("public record, and where to look")
+    for source in protocol.sources.values():
+        sources.add_row(Text(source.id), Text(source.kind), Text(f"{source.ref}\n{source.cite}"))
+    return Group(header, states, rules, inputs, parameters, sources)
