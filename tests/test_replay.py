@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -295,28 +294,6 @@ def test_a_clean_replay_exits_0_and_reports_nothing(tmp_path: Path) -> None:
     path.write_text(GOOD)
     result = dosing("replay", "imatinib-hes", str(path), "--format", "jsonl")
     assert (result.returncode, result.stderr) == (0, "")
-
-
-def test_plot_is_a_real_png(tmp_path: Path) -> None:
-    """--plot writes one PNG per patient, valid and of a sensible size."""
-    result = dosing(
-        "replay",
-        "imatinib-hes",
-        "examples/imatinib-hes-timeline.csv",
-        "--format",
-        "jsonl",
-        "--plot",
-        str(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr
-    pngs = sorted(tmp_path.glob("*.png"))
-    assert [p.name for p in pngs] == ["P01.png", "P02.png", "P03.png"]
-    for png in pngs:
-        data = png.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        width, height = struct.unpack(">II", data[16:24])
-        assert (width, height) == (900, 450)
-        assert 10_000 < len(data) < 1_000_000
 
 
 def test_missing_timeline_file() -> None:

@@ -320,8 +320,19 @@ def replay(
     ] = False,
     plot: Annotated[
         Path | None,
-        typer.Option(help="Write one PNG per patient into this folder.", rich_help_panel=_OUTPUT),
+        typer.Option(
+            help="Draw each patient's course into this folder: PATIENT.png and PATIENT.svg "
+            "(pip install 'dosing[plot]').",
+            rich_help_panel=_OUTPUT,
+        ),
     ] = None,
+    pdf: Annotated[
+        bool,
+        typer.Option(
+            help="With --plot, also PATIENT.pdf: the plot with the decision table under it.",
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = False,
     rejects: Annotated[
         Path | None,
         typer.Option(
@@ -376,6 +387,7 @@ def replay(
         output=output,
         summary=summary,
         plot=plot,
+        pdf=pdf,
         rejects=rejects,
         strict=strict,
         format_in=format_in,
@@ -384,6 +396,8 @@ def replay(
         therapy_start=_date(therapy_start, "--therapy-start") if therapy_start else None,
         memory=remembered,
     )
+    if pdf and plot is None:
+        raise ObservationError("--pdf writes a report beside each plot: give --plot FOLDER too")
     if start_state is not None and start_state not in loaded.states:
         raise ObservationError(
             f"--start-state {start_state}: states are {', '.join(loaded.states)}"
@@ -576,7 +590,13 @@ def history(
             "long-format CSV that dosing replay reads back.",
         ),
     ] = "table",
-    plot: Annotated[Path | None, typer.Option(help="Write the course as a PNG here.")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw the course into this file: .png, .svg, or .pdf (the plot with the "
+            "table under it)."
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Show a patient's course: visits, labs, decisions and the clinician's answers.
@@ -588,6 +608,8 @@ def history(
     if plot is not None:
         from dosing.files import check_writable
 
+        if plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise ObservationError(f"--plot {plot}: name a .png, .svg or .pdf file")
         check_writable(plot, "--plot")
     with _open_store(db, create=False) as store:
         show_history(store, catalog.load, patient, output_format, plot)

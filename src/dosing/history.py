@@ -15,7 +15,8 @@ from dosing.decision import Decision, decision_from_json
 from dosing.errors import Cancelled, DosingError
 from dosing.model import Protocol
 from dosing.output import console
-from dosing.replay import PatientReplay, replay
+from dosing.patient import PatientRecord
+from dosing.replay import PatientReplay, lab_points, replay
 from dosing.replay_output import CSV_FIELDS, csv_row, jsonl_line
 from dosing.replay_run import load_timeline
 from dosing.store import (
@@ -97,18 +98,31 @@ def show_history(
     else:
         sys.stdout.write(plain(_table(patient, visits)))
     if plot is not None:
-        from dosing.plots import plot_patient
+        _plot(protocol_for(patient.protocol), patient, visits, decisions, plot)
 
-        replayed = PatientReplay(patient_id, decisions=decisions)
-        for visit in visits:
-            replayed.values.extend(
-                (visit.date, o.name, o.value)
-                for o in visit.observations
-                if not isinstance(o.value, str)
-            )
-        written = plot_patient(protocol_for(patient.protocol), replayed, plot.parent)
-        written.replace(plot)
-        console.print(f"Wrote {plot}")
+
+def _plot(
+    protocol: Protocol,
+    patient: Patient,
+    visits: list[StoredVisit],
+    decisions: list[Decision],
+    path: Path,
+) -> None:
+    """The course drawn into `path` (.png, .svg, or .pdf: the plot with the table under it),
+    each lab at the date it was drawn: one entered again at a later visit is drawn hollow."""
+    from dosing.plots import Format, plot_course
+
+    points = []
+    before = PatientRecord()
+    for visit in visits:
+        points += lab_points(protocol, before, visit.date, list(visit.observations))
+        before = visit.record
+    kinds: dict[str, Format] = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+    kind = kinds[path.suffix.lower()]  # the CLI checks it
+    table = plain(_table(patient, visits)) if kind == "pdf" else None
+    plot_course(protocol, patient.patient_id, decisions, points, path.parent, (kind,), table,
+                stem=path.stem)  # fmt: skip
+    console.print(f"Wrote {path}", markup=False)
 
 
 def _table(patient: Patient, visits: list[StoredVisit]) -> CourseTable:

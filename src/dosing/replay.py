@@ -16,7 +16,7 @@ from fractions import Fraction
 import attrs
 
 from dosing.decision import Decision
-from dosing.engine import step
+from dosing.engine import step, visit_values
 from dosing.errors import DosingError
 from dosing.model import Protocol
 from dosing.observations import Observation, ObservationReader
@@ -33,6 +33,26 @@ class StartPoint:
     memory: Mapping[str, Fraction | str] = attrs.Factory(dict)
 
 
+@attrs.frozen
+class LabPoint:
+    """A lab value at the date it was drawn, for plots."""
+
+    drawn_on: dt.date
+    name: str
+    value: Fraction
+    used_on: dt.date | None = None
+    """The later visit that used this value again (re-entered or carried forward); None for
+    a value measured for the visit it was used at."""
+
+    @property
+    def reused(self) -> bool:
+        return self.used_on is not None
+
+
+DERIVED_PLOTTED = ("crcl",)
+"""Values the engine derives that a plot shows when the rules read them (CrCl)."""
+
+
 @attrs.define
 class PatientReplay:
     """One patient's decisions and what became of each of their rows."""
@@ -46,8 +66,9 @@ class PatientReplay:
     rejected: list[Rejected] = attrs.Factory(list)
     stopped_at: int | None = None
     """The line of the row that stopped this patient's replay, if one did."""
-    values: list[tuple[dt.date, str, Fraction]] = attrs.Factory(list)
-    """Lab values by date (kept only when asked for, for plots)."""
+    values: list[LabPoint] = attrs.Factory(list)
+    """Lab values at their draw dates, and derived values the rules read (CrCl) at their
+    visit (kept only when asked for, for plots)."""
     visits: list[tuple[list[Observation], PatientRecord]] = attrs.Factory(list)
     """Per decision, the visit's observations and the record after it (kept when asked for)."""
 
@@ -116,6 +137,7 @@ def replay_patient(
             observations, given, record, superseded = _read_visit(
                 protocol, reader, patient_id, visit_rows, date, record, first
             )
+            before = record
             decision, record = _decide(protocol, record, date, observations, patient_id, visit_rows)
         except _BadRow as bad:
             result.rejected.append(bad.rejected)
@@ -126,11 +148,7 @@ def replay_patient(
         result.used += len(visit_rows) - superseded
         result.carried_forward += _carried(protocol, record, observations, date)
         if keep_values:
-            result.values.extend(
-                (date, name, observation.value)
-                for name, observation in observations.items()
-                if name in protocol.labs and isinstance(observation.value, Fraction)
-            )
+            result.values.extend(lab_points(protocol, before, date, list(observations.values())))
         if given is not None:
             decision = attrs.evolve(
                 decision, dose_given=given, matches_given=_matches(given, decision)
@@ -141,6 +159,27 @@ def replay_patient(
         first = False
         index = end
     return result
+
+
+def lab_points(
+    protocol: Protocol, before: PatientRecord, date: dt.date, observations: list[Observation]
+) -> list[LabPoint]:
+    """A visit's lab values at their draw dates (one drawn before the visit is reused), and
+    the derived values its rules read, as the engine computed them."""
+    points = [
+        LabPoint(o.drawn_on, o.name, o.value, date if o.drawn_on != date else None)
+        for o in observations
+        if (o.name in protocol.labs or o.name.removesuffix("_uln") in protocol.labs)
+        and isinstance(o.value, Fraction)
+    ]
+    derived = [name for name in DERIVED_PLOTTED if name in protocol.scope]
+    if derived:
+        known = visit_values(protocol, before, date, observations)
+        for name in derived:
+            value = known.get(name)
+            if isinstance(value, Fraction):
+                points.append(LabPoint(date, name, value))
+    return points
 
 
 def _decide(

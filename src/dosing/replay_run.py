@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import attrs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -41,6 +41,9 @@ from dosing.replay_output import (
     write_rejects,
 )
 from dosing.tables import for_terminal, plain
+
+if TYPE_CHECKING:
+    from dosing.plots import Format
 from dosing.timeline import Rejected, Timeline, read_timeline
 
 PROGRESS_FROM_ROWS = 20_000
@@ -57,6 +60,7 @@ class ReplayOptions:
     output: Path | None = None
     summary: bool = False
     plot: Path | None = None
+    pdf: bool = False
     rejects: Path | None = None
     strict: bool = False
     format_in: Literal["long", "wide"] | None = None
@@ -131,7 +135,7 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
             rejected.extend(patient.rejected)
             write(patient)
             if options.plot is not None:
-                _plot(protocol, patient, options.plot)
+                _plot(protocol, patient, options.plot, options.pdf)
             advance()
     if options.summary:
         view = summary_view(summary, timeline)
@@ -146,11 +150,15 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
     return not rejected and not summary.stopped
 
 
-def _plot(protocol: Protocol, patient: PatientReplay, folder: Path) -> None:
-    from dosing.plots import plot_patient
+def _plot(protocol: Protocol, patient: PatientReplay, folder: Path, pdf: bool) -> None:
+    """PATIENT.png and PATIENT.svg; with --pdf, PATIENT.pdf: the plot, the table under it."""
+    from dosing.plots import plot_course
 
+    table = plain(patient_table(patient)) if pdf else None
+    formats: tuple[Format, ...] = ("png", "svg", "pdf") if pdf else ("png", "svg")
     try:
-        plot_patient(protocol, patient, folder)
+        plot_course(protocol, patient.patient_id, patient.decisions, patient.values, folder,
+                    formats, table)  # fmt: skip
     except OSError as error:
         raise write_failed("--plot", folder, error) from None
 
