@@ -121,8 +121,8 @@ class _Progress:
 
 @contextlib.contextmanager
 def _progress() -> Iterator[_Progress]:
-    """Drawn only on a terminal (stderr), and cleared when done."""
-    if not error_console.is_terminal:
+    """Drawn only on a terminal that can redraw a line (stderr), and cleared when done."""
+    if not error_console.is_terminal or error_console.is_dumb_terminal:
         yield _Progress(None)
         return
     columns = (

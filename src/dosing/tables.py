@@ -115,9 +115,10 @@ def wrap_items(prefix: str, items: Sequence[str], width: int, separator: str = "
     indent = " " * cell_len(prefix)
     lines: list[str] = []
     current, empty = prefix, True
+    trailing = cell_len(separator.rstrip(" ·"))  # a comma left at the end of a broken line
     for item in items:
         candidate = current + ("" if empty else separator) + item
-        if empty or cell_len(candidate) <= width:
+        if empty or cell_len(candidate) + trailing <= width:
             current, empty = candidate, False
         else:  # a comma stays at the end of the line it follows; a dot is dropped
             lines.append((current + separator.rstrip(" ·")).rstrip())
