@@ -128,7 +128,11 @@ def _plot(
 def _table(patient: Patient, visits: list[StoredVisit]) -> CourseTable:
     rows = []
     for visit in visits:
-        labs = tuple(f"{o.name} {o.entered}" for o in visit.observations if o.name not in _FACTS)
+        labs = tuple(
+            f"{o.name} {o.entered}" + (f" (drawn {o.drawn_on})" if o.drawn_on != visit.date else "")
+            for o in visit.observations
+            if o.name not in _FACTS
+        )
         decision = visit.decision
         advised = ", ".join(
             f"{d['amount']} {d['unit']} {d['frequency']}" for d in decision["doses"]

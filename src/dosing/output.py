@@ -48,12 +48,19 @@ def _bullets(mark: str, lines: tuple[str, ...], style: str) -> Table:
 
 def print_grid(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """A table in rich's default box, drawn directly: rich takes seconds for 10,000 rows,
-    and `dosing patients` must list that many in well under one. Cells are not wrapped."""
+    and `dosing patients` must list that many in well under one. Cells are not wrapped; on a
+    terminal too narrow for the box, the table is laid out to fit (tables.for_terminal)."""
     rows = list(rows)
     widths = [
         max([len(header), *(len(row[column]) for row in rows)])
         for column, header in enumerate(headers)
     ]
+    if console.is_terminal and sum(widths) + 3 * len(widths) + 1 > console.width:
+        from dosing.tables import CourseTable, Row, for_terminal
+
+        table = CourseTable("", tuple(headers), tuple(Row(tuple(row)) for row in rows))
+        console.print(for_terminal(table, console.width))  # fits: a person reads it
+        return
 
     def line(left: str, fill: str, middle: str, right: str) -> str:
         return left + middle.join(fill * (width + 2) for width in widths) + right + "\n"

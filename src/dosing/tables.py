@@ -95,7 +95,7 @@ def for_terminal(table: CourseTable, width: int) -> Group:
             cells = coded
         else:
             legend = []  # stacked: every value in full
-    out: list[Text] = [Text(table.title, style="bold")]
+    out: list[Text] = [Text(table.title, style="bold")] if table.title else []
     if _width(headers, cells) <= width:
         out += _table_lines(headers, cells, table.rows, width)
     else:
@@ -238,7 +238,7 @@ def _stacked(
     """Each row over two lines: the first cell (the date), action and dose; then the other
     cells by name."""
     first = [headers[0]]
-    first += [h for h in ("action", "dose", "dose advised") if h in headers[1:]]
+    first += [h for h in ("action", "dose", "dose advised", "next due") if h in headers[1:]]
     out: list[Text] = []
     for row, line in zip(rows, cells, strict=True):
         values = dict(zip(headers, line, strict=True))
@@ -246,6 +246,7 @@ def _stacked(
         for i, header in enumerate(first):
             if values[header]:
                 head.append(GAP if i else "")
+                head.append("next due " if header == "next due" else "")
                 head.append_text(_styled(header, values[header]))
         out.append(head)
         rest = [
