@@ -99,11 +99,15 @@ def test_bad_lab_is_one_line_on_stderr(lab: str, message: str) -> None:
 
 
 def test_unknown_protocol() -> None:
-    """An unknown protocol id lists the shipped ones."""
+    """An unknown protocol id lists the shipped ones, with the closest as a did-you-mean."""
     result = dosing("step", "imatinib-xyz", "--lab", "anc=1.2x10^9/L")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: no protocol 'imatinib-xyz'; shipped: ")
-    assert "imatinib-hes" in result.stderr
+    assert result.stderr.startswith(
+        "error: no protocol 'imatinib-xyz' (did you mean imatinib-hes?); shipped: "
+    )
+    assert "tacrolimus-trough" in result.stderr
+    unlike = dosing("step", "xyz", "--lab", "anc=1.2x10^9/L")
+    assert unlike.stderr.startswith("error: no protocol 'xyz'; shipped: ")
 
 
 def test_broken_protocol_file_names_file_and_line() -> None:

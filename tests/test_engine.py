@@ -275,3 +275,15 @@ def test_creatinine_clearance_uses_the_weight_entered_for_it() -> None:
     actual, _ = run(hlh, PatientRecord(), labs, DAY)  # 120 x 100 / (72 x 8) = 20.8 mL/min
     assert actual.action != "ineligible"
     assert "ALT" in actual.reasons[0]  # now waits for the rest of the screening
+
+
+def test_a_fall_seen_at_a_referred_visit_is_acted_on_at_the_next_decided_one() -> None:
+    """Label table, platelets 50 to < 75: reduce to 5 mg bid. Platelets 70 at a visit referred
+    for a missing ANC are not a 'fall already acted on': the next visit with an ANC reduces."""
+    rux, record = _rux_at_15_mg()
+    referred, record = run(rux, record, {"platelets": "70 x10^9/L", "response": "partial"}, DAY)
+    assert referred.action == "refer"
+    assert record.memory["count_below_75_last_visit"] == 0
+    labs = {"platelets": "70 x10^9/L", "anc": "2 x10^9/L", "response": "partial"}
+    decided, _ = run(rux, record, labs, DAY + dt.timedelta(days=1))
+    assert (decided.action, [dose.short() for dose in decided.doses]) == ("decrease", ["5 mg bid"])

@@ -40,11 +40,14 @@ def test_shipped_protocol_loads(path: Path) -> None:
 
 
 def citations(protocol: Protocol) -> list[str]:
-    """Every citation in a protocol: states, transitions, monitoring, ladders, invariants."""
+    """Every citation in a protocol: states, transitions (and what they wait for),
+    monitoring, ladders, invariants, assessments carried forward."""
     cited = [ladder.source for ladder in protocol.ladders.values()]
     cited += [invariant.source for invariant in protocol.invariants]
+    cited += [kept.source for kept in protocol.carried_forward.values()]
     for state in protocol.states.values():
         cited += [state.source, *(t.source for t in state.transitions)]
+        cited += [t.waits.source for t in state.transitions if t.waits is not None]
         cited += [m.source for m in state.monitoring]
     return cited
 

@@ -280,3 +280,164 @@ def test_a_superseding_visit_replaces_the_old_one_in_the_course(tmp_path: Path) 
     assert len(dates) == 2
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT count(*) FROM visits").fetchone() == (3,)
+
+
+# --- issue 11, item 7: the prompt -------------------------------------------------------------
+
+
+def test_a_typo_at_the_protocol_prompt_is_asked_again_with_a_did_you_mean(tmp_path: Path) -> None:
+    """A mistyped protocol no longer ends the session: the closest one is suggested, and the
+    question is asked again, keeping the patient id typed before it."""
+    db = tmp_path / "p.sqlite"
+    result = visit(db, [FIRST[0], "imatinb-hes", *FIRST[1:]], "--date", "2026-01-05")
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "no protocol 'imatinb-hes' (did you mean imatinib-hes?); shipped: " in said
+    assert said.count("Protocol:") == 2
+    assert "Saved visit 1 for P01. Next check: 2026-01-12" in said
+
+
+def test_a_protocol_mistyped_on_the_command_line_is_an_error_with_a_did_you_mean(
+    tmp_path: Path,
+) -> None:
+    """--protocol is not asked again (nothing to ask at), but the message suggests."""
+    db = tmp_path / "p.sqlite"
+    result = visit(db, ["1975-06-01"], "P01", "--protocol", "imatinib-hs", "--date", "2026-01-05")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no protocol 'imatinib-hs' (did you mean imatinib-hes?)")
+
+
+@pytest.mark.parametrize("accept", [False, True])
+def test_accept_implausible_works_in_dosing_visit(tmp_path: Path, accept: bool) -> None:
+    """Platelets 3500 x10^9/L is outside the plausible range: refused and asked again, as the
+    message says, unless --accept-implausible was given; then it is used."""
+    db = tmp_path / "p.sqlite"
+    answers = [*FIRST[:8], "3500 x10^9/L", *FIRST[9:]]  # platelets 3500 instead of 180
+    if not accept:
+        answers.insert(9, FIRST[8])  # refused and asked again: 180 is typed
+    flags = ["--accept-implausible"] if accept else []
+    result = visit(db, answers, *flags, "--date", "2026-01-05")
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    refusal = "is outside the plausible range 0-3000 x10^9/L; check for a typo, or accept it"
+    assert (refusal in said) is not accept
+    stored = dosing("history", "P01", "--db", str(db), "--format", "timeline").stdout
+    assert ("P01,2026-01-05,platelets,3500,x10^9/L" in stored) is accept
+    assert ("P01,2026-01-05,platelets,180,x10^9/L" in stored) is not accept
+
+
+def _refer_on_the_19th(db: Path) -> None:
+    """P01: 300 mg, held on the 12th, counts recovered on the 19th: a referral (the label
+    gives no dose to resume after a hold from 300 mg), overridden with no dose."""
+    start_then_hold(db)
+    referred = visit(
+        db,
+        [*["2.0 x10^9/L", "200 x10^9/L", "30 U/L", "28 U/L", "0.7 mg/dL"], "override", "none",
+         "seen in clinic tomorrow"],
+        "P01", "--date", "2026-01-19",
+    )  # fmt: skip
+    assert referred.returncode == 0, referred.stderr
+    assert "REFER" in referred.stdout
+    said = " ".join(referred.stdout.split())
+    assert (
+        "Saved visit 3 for P01. Next check: -; due again 2026-01-20, 1 day after the referral "
+        "(site parameter: --refer-due)"
+    ) in said
+
+
+def patients_list(db: Path, *args: str, **variables: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "dosing", "patients", "--db", str(db), *args],
+        capture_output=True, text=True, env=env(COLUMNS="200", **variables), cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_after_a_referral_the_patient_stays_on_the_list_due_the_next_day(tmp_path: Path) -> None:
+    """A referral has no next check; the patient is due the next day (site parameter, default
+    1 day), flagged when that has passed, and a site may set another interval."""
+    db = tmp_path / "p.sqlite"
+    _refer_on_the_19th(db)
+    row = patients_list(db, "--date", "2026-01-25").splitlines()[3]
+    assert row.split("│")[1:-1] == [
+        " P01     ", " imatinib-hes ", " hold_heme ", " none (overridden) ", " 2026-01-19 ",
+        " 2026-01-20 (referred) ", " OVERDUE 5 days ",
+    ]  # fmt: skip
+    assert due_and_overdue(db, "--date", "2026-01-21") == ["2026-01-20 (referred)", "OVERDUE 1 day"]
+    assert due_and_overdue(db, "--date", "2026-01-20") == ["2026-01-20 (referred)", ""]
+    weekly = due_and_overdue(db, "--date", "2026-01-25", DOSING_REFER_DUE_DAYS="7")
+    assert weekly == ["2026-01-26 (referred)", ""]
+    three = due_and_overdue(db, "--date", "2026-01-25", "--refer-due", "3")
+    assert three == ["2026-01-22 (referred)", "OVERDUE 3 days"]
+
+
+def due_and_overdue(db: Path, *args: str, **variables: str) -> list[str]:
+    """The next due and overdue cells of the first patient listed."""
+    row = patients_list(db, *args, **variables).splitlines()[3]
+    return [cell.strip() for cell in row.split("│")[6:8]]
+
+
+def test_patients_are_listed_soonest_due_first_with_the_overdue_flagged(tmp_path: Path) -> None:
+    """The example course: P02 was referred on 27 January, P03 is due on 11 February, P01 on
+    23 March; on 20 February the first two are overdue."""
+    db = tmp_path / "p.sqlite"
+    imported = dosing(
+        "import-timeline", "imatinib-hes", "examples/imatinib-hes-timeline.csv", "--db", str(db)
+    )
+    assert imported.returncode == 0, imported.stderr
+    rows = patients_list(db, "--date", "2026-02-20").splitlines()
+    assert [row.split("│")[1].strip() for row in rows[3:-1]] == ["P02", "P03", "P01"]
+    assert [" ".join(row.split("│")[6:8]).split() for row in rows[3:-1]] == [
+        ["2026-01-28", "(referred)", "OVERDUE", "23", "days"],
+        ["2026-02-11", "OVERDUE", "9", "days"],
+        ["2026-03-23"],
+    ]
+
+
+def test_a_tacrolimus_visit_without_a_trough_continues_and_asks_for_one(tmp_path: Path) -> None:
+    """Issue 11: Enter at the trough prompt (none drawn) continues the dose, names the trough
+    still to be drawn, and sets the next check 3 days on; the list shows it due then."""
+    db = tmp_path / "t.sqlite"
+    started = visit(
+        db, ["T01", "tacrolimus-trough", "1970-01-01", "yes", "accept"], "--date", "2026-01-05"
+    )
+    assert started.returncode == 0, started.stderr
+    second = visit(db, ["", "accept"], "T01", "--date", "2026-01-19")
+    assert second.returncode == 0, second.stderr
+    said = " ".join(second.stdout.replace("│", " ").split())
+    assert "tacrolimus trough (ng/mL) [Enter: not measured]:" in said
+    assert "sample timing" not in said.split("╭")[0]  # no timing asked for a trough not drawn
+    assert "CONTINUE tacrolimus 1 mg bid" in said
+    assert (
+        "! Still to measure or assess by the next check (2026-01-22): sample timing, "
+        "tacrolimus trough"
+    ) in said
+    assert "Saved visit 2 for T01. Next check: 2026-01-22" in said
+    assert due_and_overdue(db, "--date", "2026-01-23") == ["2026-01-22", "OVERDUE 1 day"]
+
+
+def test_a_carried_assessment_is_offered_with_enter_and_the_taper_starts(tmp_path: Path) -> None:
+    """Issue 11: in complete response, life_threatening assessed a month before is offered
+    ('Enter: no from ...'); Enter keeps it, and the taper starts at 300 mg. The decision says
+    when it was assessed."""
+    db = tmp_path / "p.sqlite"
+    start = tmp_path / "p09.csv"
+    rows = [
+        "start_state,dose_400,", "therapy_start,2025-11-01,", "age,45,years", "sex,F,",
+        "weight,70,kg", "height,170,cm", "anc,4,x10^9/L", "platelets,250,x10^9/L", "alt,25,U/L",
+        "ast,25,U/L", "bilirubin,0.6,mg/dL", "response,complete,", "life_threatening,no,",
+    ]  # fmt: skip
+    start.write_text(
+        "patient_id,date,name,value,unit\n" + "".join(f"P09,2026-01-05,{r}\n" for r in rows)
+    )
+    imported = dosing("import-timeline", "imatinib-hes", str(start), "--db", str(db))
+    assert imported.returncode == 0, imported.stderr
+    assert "dose_400_cr" in imported.stdout
+    labs = ["4 x10^9/L", "250 x10^9/L", "25 U/L", "25 U/L", "0.6 mg/dL"]
+    result = visit(db, [*labs, "", "complete", "accept"], "P09", "--date", "2026-02-06")
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.replace("│", " ").split())
+    assert "life-threatening disease (yes/no) [Enter: no from 2026-01-05]:" in said
+    assert "DECREASE imatinib 300 mg qd" in said
+    assert "life_threatening: no, as assessed on 2026-01-05 (32 days ago; carried forward" in said

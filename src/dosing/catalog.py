@@ -6,6 +6,7 @@ A compiled protocol is kept in the user's cache directory (`compile_cache`), so 
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -51,8 +52,11 @@ def protocol_text(reference: str) -> tuple[str, str]:
             raise ProtocolError(f"{reference}: {error}; a protocol file is far smaller") from None
     entry = _shipped() / f"{reference}.yaml"
     if not entry.is_file():
+        shipped = shipped_ids()
+        close = difflib.get_close_matches(reference.strip().lower(), shipped, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
         raise ProtocolError(
-            f"no protocol '{reference}'; shipped: {', '.join(shipped_ids())} "
+            f"no protocol '{reference}'{hint}; shipped: {', '.join(shipped)} "
             "(or give a path to a .yaml file)"
         )
     return entry.read_text(encoding="utf-8"), f"{reference}.yaml"

@@ -10,7 +10,9 @@ maximum) have already run when a protocol loads; this adds:
 - generated boundary tests: every threshold just below, on and above, in every equivalent
   unit, through the engine: the decision agrees across units, and 'on' lands on the side the
   comparison says;
-- the protocol's scenarios, and which transitions they exercise.
+- the protocol's scenarios, and which transitions they exercise;
+- for review, every rule whose missing data means "not yet" (`waits_for`) and every
+  assessment carried forward to later visits, each with its reason and source.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def check(protocol: Protocol, property_examples: int | None = None) -> Report:
         *(_too_complex(name) for name in protocol.states if name in too_complex),
         *graph(protocol),
         *dose_bounds(protocol),
+        *not_yet(protocol),
     ]
     cases, boundary = boundary_tests(protocol)
     findings += boundary
@@ -363,6 +366,34 @@ def graph(protocol: Protocol) -> Iterator[Finding]:
                         f"rule '{transition.rule}' scales {effect.name} with no bound: the "
                         "protocol declares no limits.max_daily_dose",
                     )
+
+
+def not_yet(protocol: Protocol) -> Iterator[Finding]:
+    """Every rule that waits for data, and every assessment carried forward: listed for the
+    reviewer, since each lets a visit go on without data being entered at it."""
+    for state in protocol.states.values():
+        for transition in state.transitions:
+            wait = transition.waits
+            if wait is None:
+                continue
+            recheck = ""
+            if wait.recheck_days is not None:
+                recheck = f"; check again within {format_number(wait.recheck_days, 2)} days"
+            yield Finding(
+                "not yet",
+                "note",
+                f"states.{state.name}: {transition.rule}",
+                f"{transition.action} waits for {', '.join(wait.data)}: without it, "
+                f"{state.stay} as before{recheck}. Because {wait.because} ({wait.source})",
+            )
+    for name, kept in protocol.carried_forward.items():
+        yield Finding(
+            "carried forward",
+            "note",
+            f"inputs.carry_forward.{name}",
+            f"{name} is used at later visits for at most {format_number(kept.max_age_days, 2)} "
+            f"days after it was assessed ({kept.source})",
+        )
 
 
 def dose_bounds(protocol: Protocol) -> Iterator[Finding]:

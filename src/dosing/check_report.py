@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import attrs
 from rich.console import Group
+from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -146,20 +147,19 @@ def _view(report: Report, mutation: MutationResult | None) -> Group:
         f"{report.invariants} label {'invariant' if report.invariants == 1 else 'invariants'} "
         "searched",
     )
-    parts: list[Text | Table] = [verdict]
+    parts: list[Text | Table | Padding] = [verdict]
     if mutation is not None:
         parts.append(Text(f"  mutation: {mutation}"))
-    listed = [finding for finding in report.findings if not finding.timeline]
-    if listed:
-        table = Table("severity", "check", "where", "finding", show_header=True, expand=False)
-        for finding in listed:
-            table.add_row(
-                Text(finding.severity, _STYLE[finding.severity]),
-                Text(finding.check),
-                Text(finding.where),
-                Text(finding.message),  # plain: messages hold brackets rich would read as markup
+    for finding in report.findings:  # a finding per block: reads at any width
+        if not finding.timeline:
+            parts.append(
+                Text.assemble(
+                    (f"{finding.severity} ", _STYLE[finding.severity]),
+                    f"{finding.check} · {finding.where}",
+                )
             )
-        parts.append(table)
+            # plain: messages hold brackets rich would read as markup
+            parts.append(Padding(Text(finding.message), (0, 0, 0, 2)))
     for finding in report.findings:  # a counterexample reads best one visit per line
         if finding.timeline:
             parts.append(

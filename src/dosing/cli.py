@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 import typer
 
 from dosing import catalog
+from dosing.due import REFER_DUE_DAYS
 from dosing.errors import Cancelled, DosingError, ObservationError
 from dosing.observations import Observation, read_memory, read_observation
 from dosing.patient import FIRST_DATE, LAST_DATE, PLACEHOLDER, PatientRecord
@@ -505,6 +506,20 @@ DbOption = Annotated[
 ]
 
 
+ReferDueOption = Annotated[
+    int,
+    typer.Option(
+        "--refer-due",
+        envvar="DOSING_REFER_DUE_DAYS",
+        min=0,
+        max=365,
+        help="Days after a referral that the patient is due again (a site parameter; "
+        "default 1: the next day). Also read from $DOSING_REFER_DUE_DAYS.",
+        rich_help_panel=_STORE,
+    ),
+]
+
+
 def _open_store(db: Path | None, create: bool = True) -> Store:
     """The patient store; a command that only reads (`patients`, `history`) does not create
     one: it says where it looked."""
@@ -533,7 +548,11 @@ def visit(
     date: Annotated[
         str | None, typer.Option(help="Visit date, YYYY-MM-DD (default: today).")
     ] = None,
+    accept_implausible: Annotated[
+        bool, typer.Option(help="Use a value outside its plausible range knowingly.")
+    ] = False,
     db: DbOption = None,
+    refer_due: ReferDueOption = REFER_DUE_DAYS,
 ) -> None:
     """Enter a visit's labs at the prompt and decide the dose; the course is kept in the store.
 
@@ -549,33 +568,58 @@ def visit(
 
     visit_date = _date(date, "--date") if date else dt.date.today()
     with _open_store(db) as store:
-        run_visit(store, catalog.load, patient, protocol, visit_date, console, rich_ask(console))
+        run_visit(
+            store, catalog.load, patient, protocol, visit_date, console, rich_ask(console),
+            accept_implausible=accept_implausible, refer_due_days=refer_due,
+        )  # fmt: skip
 
 
 @app.command()
-def patients(db: DbOption = None) -> None:
-    """List the patients in the store with their state, dose and next due date.
+def patients(
+    db: DbOption = None,
+    refer_due: ReferDueOption = REFER_DUE_DAYS,
+    date: Annotated[
+        str | None,
+        typer.Option(help="The day to count overdue visits from, YYYY-MM-DD (default: today)."),
+    ] = None,
+) -> None:
+    """List the patients in the store with their state, dose and next due date, the soonest
+    due first; overdue patients are flagged. After a referral (which sets no next check) the
+    patient is due again --refer-due days later, so nobody falls off the list.
 
     Example: [cyan]dosing patients[/]
     """
+    from dosing.due import next_due, overdue_days
     from dosing.output import print_grid
     from dosing.store import dose_in_force
 
+    today = _date(date, "--date") if date else dt.date.today()
     with _open_store(db, create=False) as store:
         courses = store.current_courses()
-    print_grid(
-        ("patient", "protocol", "state", "dose", "last visit", "next due"),
-        (
+    rows = []
+    for course in courses:
+        checked = dt.date.fromisoformat(course.next_check) if course.next_check else None
+        due = next_due(checked, course.action, course.last_visit, refer_due)
+        late = overdue_days(due, today)
+        rows.append(
             (
+                due or dt.date.max,
                 course.patient_id,
-                course.protocol,
-                course.state or "-",
-                dose_in_force(course.doses, course.response) if course.last_visit else "-",
-                str(course.last_visit or "-"),
-                course.next_check or "-",
+                (
+                    course.patient_id,
+                    course.protocol,
+                    course.state or "-",
+                    dose_in_force(course.doses, course.response) if course.last_visit else "-",
+                    str(course.last_visit or "-"),
+                    "-" if due is None else f"{due}{' (referred)' if checked is None else ''}",
+                    f"OVERDUE {late} {'day' if late == 1 else 'days'}" if late else "",
+                ),
             )
-            for course in courses
-        ),
+        )
+    rows.sort(key=lambda row: (row[0], row[1]))
+    print_grid(
+        ("patient", "protocol", "state", "dose", "last visit", "next due", "overdue"),
+        (cells for _, _, cells in rows),
     )
 
 

@@ -66,10 +66,14 @@ class Decision:
     """The dose actually given, when a replayed timeline records it."""
     matches_given: bool | None = None
     """Whether the dose given is the dose recommended (None when nothing was recorded)."""
+    awaiting: tuple[str, ...] = ()
+    """What rules that wait for data ("not yet") still need: the dose continued meanwhile.
+    Empty for every other decision."""
 
     def to_json(self) -> dict[str, Any]:
         """The contract form: plain JSON types, amounts as numbers, dates as ISO text. The
-        dose_given fields appear only when a dose given was recorded."""
+        dose_given fields appear only when a dose given was recorded, `awaiting` only when
+        rules wait for data."""
         record: dict[str, Any] = {
             "patient_id": self.patient_id,
             "date": self.date.isoformat(),
@@ -95,6 +99,8 @@ class Decision:
         if self.dose_given is not None:
             record["dose_given"] = self.dose_given
             record["matches_given"] = self.matches_given
+        if self.awaiting:
+            record["awaiting"] = list(self.awaiting)
         return record
 
 
@@ -122,4 +128,5 @@ def decision_from_json(record: dict[str, Any]) -> Decision:
         warnings=tuple(record["warnings"]),
         dose_given=record.get("dose_given"),
         matches_given=record.get("matches_given"),
+        awaiting=tuple(record.get("awaiting", ())),
     )

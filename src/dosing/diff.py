@@ -91,6 +91,13 @@ def _state_changes(name: str, before: State, after: State) -> Iterator[RuleChang
         ):
             if getattr(a, field) != getattr(b, field):
                 yield RuleChange(where, label, str(getattr(a, field)), str(getattr(b, field)))
+        if a.waits != b.waits:
+            yield RuleChange(where, "waits for", _waits(a), _waits(b))
+
+
+def _waits(transition: Transition) -> str:
+    wait = transition.waits
+    return "-" if wait is None else f"{', '.join(wait.data)} ({wait.because}; {wait.source})"
 
 
 def _describe(transition: Transition | None) -> str:

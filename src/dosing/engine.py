@@ -2,7 +2,9 @@
 
 Pure: no I/O, no printing, no clock. A lab older than its maximum age is not used; when a
 rule that could fire needs it, the decision is `refer` and says what to measure, never a
-dose from old data.
+dose from old data. A rule may declare that its missing data means "not yet" (`waits`): when
+only such rules are undecided, the state's stay applies (the current dose continues) and the
+decision names what to measure or assess, and by when.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ class _Facts:
     defaults_used: frozenset[str]
     derivations: dict[str, str]
     """How each derived value was computed, for the reasons."""
+    carried: dict[str, str] = attrs.Factory(dict)
+    """Assessments recorded at an earlier visit and used here, each with what to say."""
+    unusable: dict[str, Value] = attrs.Factory(dict)
+    """Labs present but not usable (too old, before the dose, before steady state): what
+    they were. Never dosed on; a rule they would make fire does not wait ("not yet")."""
+    waited: dict[str, int] = attrs.Factory(dict)
+    """Days since each input was last observed, usable or not (when never: since the current
+    dose, else the therapy, started): how long a rule has been waiting for it."""
 
 
 def step(
@@ -79,6 +89,7 @@ def step(
     facts = _gather(protocol, record, visit, merged, memory)
     noted = _remember_once(protocol, memory, facts, protocol.reads.get(origin, frozenset()))
     reads = protocol.reads.get(origin, frozenset())
+    noted += [said for name, said in facts.carried.items() if name in reads]
     for name, why in facts.absent.items():
         if name in protocol.labs and name in merged and name in reads:
             warnings.append(why)  # a stale result the rules here would have read
@@ -93,13 +104,20 @@ def step(
     elif chosen is not None and outcome is not None:
         decide.note_undecided(choice.undecided, chosen)
         decision, after = decide.fire(state, chosen, outcome, choice.passed)
+    elif choice.waiting:
+        decision, after = decide.wait(state, choice.waiting, choice.considered)
     else:
         decision, after = decide.stay(state, choice.considered)
+    if decision.action == "refer":
+        return decision, after  # nothing was acted on: the band the last visit acted in stays
     return decision, _tracked(protocol, facts, after)
 
 
 def _tracked(protocol: Protocol, facts: _Facts, record: PatientRecord) -> PatientRecord:
-    """The record with each 'track' count set to what this visit showed (kept if unknown)."""
+    """The record with each 'track' count set to what this visit showed (kept if unknown).
+    Not after a referral: a reduction on a fall into a band must still come at the next
+    visit the protocol decides, or a count that fell while the visit was referred would
+    never be acted on."""
     tracked = {}
     for name, slot in protocol.memory.items():
         if slot.track is not None:
@@ -127,10 +145,19 @@ def missing_for_decision(
     memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
     facts = _gather(protocol, record, visit, merged, memory)
     _remember_once(protocol, memory, facts)
-    outcome = _choose(protocol.states[record.state or protocol.initial], facts).outcome
-    if outcome is None or outcome.truth is not None:
-        return frozenset()
-    return outcome.missing
+    choice = _choose(protocol.states[record.state or protocol.initial], facts)
+    if choice.outcome is not None and choice.outcome.truth is None:
+        return choice.outcome.missing
+    if choice.chosen is None and choice.waiting:
+        # Decided ("not yet"), but what the waiting rules wait for is worth asking for.
+        return frozenset(
+            name
+            for transition, _ in choice.waiting
+            if transition.waits is not None
+            for name in transition.waits.data
+            if facts.values.get(name) is None
+        )
+    return frozenset()
 
 
 def _gather(
@@ -142,6 +169,8 @@ def _gather(
 ) -> _Facts:
     values: dict[str, Value | None] = {}
     absent: dict[str, str] = {}
+    carried: dict[str, str] = {}
+    unusable: dict[str, Value] = {}
     defaults: set[str] = set()
     for name, lab in protocol.labs.items():
         uln = f"{name}_uln"
@@ -165,6 +194,7 @@ def _gather(
                 f"{lab.label} from {observation.drawn_on} was drawn before the current dose "
                 f"started ({dosed}): not used; draw a new {lab.label}"
             )
+            unusable[name] = observation.value
             continue
         waited = (observation.drawn_on - dosed).days if dosed is not None else None
         if lab.steady_after_days and waited is not None and waited < lab.steady_after_days:
@@ -174,12 +204,14 @@ def _gather(
                 f"not used; draw a {lab.label} from "
                 f"{observation.drawn_on - dt.timedelta(waited - lab.steady_after_days)}"
             )
+            unusable[name] = observation.value
             continue
         if age > lab.max_age_days:
             absent[name] = (
                 f"{lab.label} from {observation.drawn_on} is {age} days old (at most "
                 f"{lab.max_age_days} days): not used; measure {lab.label} again"
             )
+            unusable[name] = observation.value
             continue
         values[name] = observation.value
     for name in (*protocol.facts, *protocol.assessments):
@@ -191,7 +223,23 @@ def _gather(
         elif observation is None:
             absent[name] = f"{name} was not given"
         elif name in protocol.assessments and not recorded_now:
-            absent[name] = f"{name} was assessed on {observation.drawn_on}, not at this visit"
+            kept = protocol.carried_forward.get(name)
+            age = (visit - observation.drawn_on).days
+            if kept is None:
+                absent[name] = f"{name} was assessed on {observation.drawn_on}, not at this visit"
+            elif age > kept.max_age_days:
+                absent[name] = (
+                    f"{name} was assessed on {observation.drawn_on}, {age} days ago (carried "
+                    f"forward for at most {format_number(kept.max_age_days, 2)} days): not "
+                    f"used; assess {name} again"
+                )
+            else:
+                values[name] = observation.value
+                carried[name] = (
+                    f"{name}: {observation.entered}, as assessed on {observation.drawn_on} "
+                    f"({age} days ago; carried forward for at most "
+                    f"{format_number(kept.max_age_days, 2)} days, {kept.source})"
+                )
         else:
             values[name] = observation.value
     derivations = _derive(protocol, values, absent, merged)
@@ -208,7 +256,15 @@ def _gather(
     values.update(memory)
     values.update(protocol.constants)
     entered = {name: observation.entered for name, observation in merged.items()}
-    return _Facts(values, absent, entered, frozenset(defaults), derivations)
+    last_seen: dict[str, int] = {}
+    for name in (*protocol.labs, *protocol.facts, *protocol.assessments):
+        seen = merged.get(name)
+        since_when = seen.drawn_on if seen is not None else (record.dose_since or started)
+        if since_when is not None:
+            last_seen[name] = (visit - since_when).days
+    return _Facts(
+        values, absent, entered, frozenset(defaults), derivations, carried, unusable, last_seen
+    )
 
 
 def visit_values(
@@ -315,7 +371,11 @@ _STATED_ALL_THE_SAME = {
     "hold": "the hold is stated all the same",
     "discontinue": "the stop is stated all the same",
     "ineligible": "the exclusion is stated all the same",
+    "refer": "the referral is stated all the same",
 }
+
+_MEANWHILE = {"continue": "the current dose continues", "hold": "the hold continues"}
+"""What a waiting decision means, by the state's stay."""
 
 
 @attrs.frozen
@@ -325,8 +385,38 @@ class _Choice:
     considered: list[Outcome]
     undecided: list[tuple[Transition, Outcome]]
     """Rules above the chosen no-dose rule that could not be decided (their data missing)."""
+    waiting: list[tuple[Transition, Outcome]] = attrs.Factory(list)
+    """With nothing chosen: the rules that wait for missing data, and nothing else blocks."""
     passed: list[tuple[Transition, Outcome]] = attrs.Factory(list)
     """Rules of a higher priority than the chosen one, each decided not to apply."""
+
+
+def _waits(transition: Transition, outcome: Outcome, facts: _Facts) -> bool:
+    """Undecided while something the rule declared it waits for is absent ("not yet"): the
+    declaration says the rule has nothing to act on without it, whatever else it lacks (a
+    trough's timing, when no trough was drawn)."""
+    wait = transition.waits
+    if wait is None or outcome.truth is not None:
+        return False
+    missing = [name for name in wait.data if facts.values.get(name) is None]
+    if not missing:
+        return False
+    if wait.at_most_days is not None and any(
+        facts.waited.get(name, 0) > wait.at_most_days for name in missing
+    ):
+        return False  # waited too long: the clinician decides
+    # A last value present but not usable (too old, drawn before the dose or before steady
+    # state) that would make the rule fire is not "nothing yet": a trough of 40 ng/mL drawn
+    # too early is the clinician's, not a reason to continue.
+    known = {**facts.values, **facts.unusable}
+    return evaluate(transition.when, known).truth is not True
+
+
+def _awaited(transition: Transition, outcome: Outcome, facts: _Facts) -> frozenset[str]:
+    """What a waiting rule still needs: its missing declared data, and what its guard lacked."""
+    assert transition.waits is not None
+    declared = {name for name in transition.waits.data if facts.values.get(name) is None}
+    return frozenset(declared | outcome.missing)
 
 
 def _choose(state: State, facts: _Facts) -> _Choice:
@@ -335,10 +425,14 @@ def _choose(state: State, facts: _Facts) -> _Choice:
     A rule that cannot be decided blocks the rules below it, except that a rule giving no
     dose (hold, stop, exclusion) which certainly applies is taken when every undecided rule
     above it would also give no dose (or refer): the patient is held either way, and the
-    hold is recorded."""
+    hold is recorded. A rule that waits for missing data ("not yet") does not apply at this
+    visit: a hold, stop or exclusion below it is taken, and so is a referral when nothing
+    else is undecided; a dose below it is not given (the data decides between them); when
+    nothing else applies, the state's stay does, until the data is there."""
     considered: list[Outcome] = []
     passed: list[tuple[Transition, Outcome]] = []
     blocked: list[tuple[Transition, Outcome]] = []
+    waiting: list[tuple[Transition, Outcome]] = []
     for priority in sorted({t.priority for t in state.transitions}, reverse=True):
         group = [
             (t, evaluate(t.when, facts.values)) for t in state.transitions if t.priority == priority
@@ -347,19 +441,28 @@ def _choose(state: State, facts: _Facts) -> _Choice:
         if len(fired) > 1:
             rules = " and ".join(f"'{t.rule}'" for t, _ in fired)
             raise EngineError(f"rules {rules} both apply at equal priority {priority}")
-        if fired and (not blocked or fired[0][0].action in STOPS):
-            return _Choice(fired[0][0], fired[0][1], considered, blocked, passed)
-        if fired:  # a dose below an undecided rule: not given
-            break
+        if fired:
+            rule, outcome = fired[0]
+            if not blocked and not waiting:
+                return _Choice(rule, outcome, considered, [], passed=passed)
+            if rule.action in STOPS or (rule.action == "refer" and not blocked):
+                return _Choice(rule, outcome, considered, [*blocked, *waiting], passed=passed)
+            break  # a dose below an undecided or waiting rule: not given
         unknown = [(t, o) for t, o in group if o.truth is None]
-        blocked += unknown
-        if any(t.action not in _NO_DOSE for t, _ in unknown):
+        undecided = [(t, o) for t, o in unknown if not _waits(t, o, facts)]
+        blocked += undecided
+        waiting += [(t, o) for t, o in unknown if _waits(t, o, facts)]
+        if any(t.action not in _NO_DOSE for t, _ in undecided):
             break  # an undecided rule that could give a dose: nothing below may be taken
         if not unknown:
             considered.extend(o for _, o in group)
             passed.extend(group)
-    if blocked:
-        return _Choice(blocked[0][0], blocked[0][1], considered, [])
+    else:
+        if waiting and not blocked:
+            return _Choice(None, None, considered, [], waiting)
+    first = blocked or waiting
+    if first:
+        return _Choice(first[0][0], first[0][1], considered, [])
     return _Choice(None, None, considered, [])
 
 
@@ -490,7 +593,7 @@ class _Decider:
         reasons = [transition.message, *self.explain(outcome.findings)]
         if passed and self.explaining:
             above = [rule.rule for rule, _ in passed]
-            findings = [finding for _, above in passed for finding in above.findings]
+            findings = [found for _, checked in passed for found in checked.findings]
             line = not_met(above, findings, outcome.findings, self.protocol.scope, self.memory)
             if line is not None:
                 reasons.append(line)
@@ -570,6 +673,58 @@ class _Decider:
         )
         rules = (RuleRef(f"{state.name}:{state.stay}", state.source),)
         return self.conclude(state, state.stay, rules, reasons, record)
+
+    def wait(
+        self,
+        state: State,
+        waiting: list[tuple[Transition, Outcome]],
+        considered: list[Outcome],
+    ) -> tuple[Decision, PatientRecord]:
+        """Only rules that wait for missing data could not be decided: not yet. The state's
+        stay applies, and the decision names what to measure or assess, and by when."""
+        assert state.stay is not None  # waiting is allowed only where staying means something
+        lacking = set().union(*(_awaited(t, o, self.facts) for t, o in waiting))
+        lacking -= {name for name in lacking if _twin_present(name, self.facts)}
+        for name in sorted(lacking):
+            said = self.facts.absent.get(name, f"{name} is not known")
+            if said not in self.warnings:
+                self.warnings.append(said)
+        labels = ", ".join(sorted({self.label(name) for name in lacking}))
+        many = len(waiting) > 1
+        rules = ", ".join(f"'{transition.rule}'" for transition, _ in waiting)
+        meanwhile = _MEANWHILE.get(state.stay, f"{state.stay} as before")
+        reasons = [
+            f"Not yet: {'rules' if many else 'rule'} {rules} {'wait' if many else 'waits'} "
+            f"for {labels}; {meanwhile} until then"
+        ]
+        whys = dict.fromkeys(
+            (t.waits.because, t.waits.source) for t, _ in waiting if t.waits is not None
+        )
+        reasons += [f"Not yet, because {because} ({source})" for because, source in whys]
+        reasons += self.explain(nearest(f for outcome in considered for f in outcome.findings))
+        record = attrs.evolve(
+            self.record,
+            state=state.name,
+            state_since=self.record.state_since or self.visit,
+            memory=self.memory,
+            observations=self.merged,
+        )
+        rules_ref = (RuleRef(f"{state.name}:{state.stay}", state.source),)
+        decision, record = self.conclude(state, state.stay, rules_ref, reasons, record)
+        if decision.action == "refer":
+            return decision, record  # no dose can be given as the state says
+        next_check = decision.next_check
+        rechecks = [t.waits.recheck_days for t, _ in waiting if t.waits and t.waits.recheck_days]
+        if rechecks:
+            soonest = self.visit + dt.timedelta(days=math.ceil(min(rechecks)))
+            next_check = soonest if next_check is None else min(next_check, soonest)
+        by = f" by the next check ({next_check})" if next_check else ""
+        return attrs.evolve(
+            decision,
+            next_check=next_check,
+            warnings=(*decision.warnings, f"Still to measure or assess{by}: {labels}"),
+            awaiting=tuple(sorted(lacking)),
+        ), record
 
     def scale(self, effect: Effect, current: Fraction, reasons: list[str]) -> Fraction | None:
         """dose x target / measured, capped per step, rounded to the dose's step."""

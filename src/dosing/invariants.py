@@ -105,7 +105,7 @@ class CourseWatch:
                 seen.once_on = date
             found = self._breaks(invariant, seen, date, made)
             if found is not None:
-                unknown = self._applies(invariant, seen, values(), date)
+                unknown = self._applies(invariant, seen, values(), date, decision.awaiting)
                 if unknown is not None:
                     if unknown:  # the condition could not be ruled out: say what was missing
                         found += f"; not known at this visit: {', '.join(sorted(unknown))}"
@@ -116,10 +116,19 @@ class CourseWatch:
         return breaches
 
     def _applies(
-        self, invariant: Invariant, seen: _Seen, values: Mapping[str, Value | None], date: dt.date
+        self,
+        invariant: Invariant,
+        seen: _Seen,
+        values: Mapping[str, Value | None],
+        date: dt.date,
+        awaiting: tuple[str, ...] = (),
     ) -> frozenset[str] | None:
         """None when the invariant does not apply at this visit; otherwise the names its
-        condition lacked (empty when it was known to hold)."""
+        condition lacked (empty when it was known to hold).
+
+        `awaiting`: what the decision's rules declared they wait for ("not yet", cited in the
+        protocol and listed by `dosing check`): a condition unknown only for want of that
+        data does not apply: the visit continued as before, it decided nothing on it."""
         if invariant.once is not None and seen.once_on is None:
             return None
         # Unknown counts as holding: a missing value never excuses what the source forbids.
@@ -129,6 +138,8 @@ class CourseWatch:
             if condition.truth is False:
                 return None
             if condition.truth is None:
+                if condition.missing <= frozenset(awaiting):
+                    return None
                 unknown = condition.missing
         if invariant.kind == "stays_at_most_after" or not invariant.after:
             return unknown

@@ -146,6 +146,36 @@ class Effect:
 
 
 @attrs.frozen
+class Wait:
+    """A rule's declaration that missing data means "not yet" rather than "cannot decide":
+    while any of `data` is missing (or too old to use), the rule does not apply at this
+    visit. Never on a rule that holds, stops, excludes or cuts the dose for toxicity."""
+
+    data: tuple[str, ...]
+    """The observations the rule waits for (labs, facts or assessments)."""
+    because: str
+    """Why missing data means "not yet" here, in the clinic's words."""
+    source: str
+    """The source that supports it."""
+    recheck_days: Fraction | None = None
+    """Check again within this many days while the rule waits (None: the state's cadence)."""
+    at_most_days: Fraction | None = None
+    """Wait at most this many days since the datum was last observed (usable or not; when
+    never, since the current dose, else the therapy, started): past it the rule no longer
+    waits, and the visit is referred (None: no limit)."""
+
+
+@attrs.frozen
+class CarriedForward:
+    """An assessment that rarely changes, used at later visits like a lab: for at most
+    `max_age_days` after it was recorded."""
+
+    name: str
+    max_age_days: Fraction
+    source: str
+
+
+@attrs.frozen
 class Transition:
     """A guarded move out of a state, with the rule id and the source it cites."""
 
@@ -161,6 +191,8 @@ class Transition:
     effects: tuple[Effect, ...] = ()
     path: str = ""
     line: int = 0
+    waits: Wait | None = None
+    """Missing data that means "not yet" for this rule (None: missing data blocks it)."""
 
 
 @attrs.frozen
@@ -198,8 +230,9 @@ class MemorySlot:
     (and kept), so that 'never' in a source covers every visit, holds and refusals included."""
     once_text: str = ""
     track: Guard | None = None
-    """For a count: after each visit, 1 if this held at the visit, 0 if not (unknown: kept),
-    so the rules of the next visit know what the last one showed ('a fall' into a band)."""
+    """For a count: after each visit the protocol decided (not a referral), 1 if this held at
+    the visit, 0 if not (unknown: kept), so the rules of the next visit know what the last
+    decided one showed ('a fall' into a band)."""
 
 
 @attrs.frozen
@@ -336,3 +369,5 @@ class Protocol:
     properties: tuple[Property, ...] = ()
     invariants: tuple[Invariant, ...] = ()
     scenarios: tuple[Scenario, ...] = ()
+    carried_forward: Mapping[str, CarriedForward] = attrs.Factory(dict)
+    """Assessments used at later visits within their maximum age, by name."""

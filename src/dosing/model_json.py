@@ -24,7 +24,8 @@ from dosing import guards, model, units
 
 _MODEL_CLASSES: tuple[type, ...] = (
     model.Source, model.LabInput, model.Reading, model.Ladder, model.DoseSpec,
-    model.Monitoring, model.Effect, model.Transition, model.State, model.MemorySlot,
+    model.Monitoring, model.Effect, model.Wait, model.CarriedForward, model.Transition,
+    model.State, model.MemorySlot,
     model.Parameter, model.ScenarioVisit, model.Scenario, model.Property, model.Invariant,
     model.Protocol,
     guards.QuantityType, guards.CategoryType, guards.CountType, guards.Comparison,

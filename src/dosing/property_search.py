@@ -582,10 +582,24 @@ def scripted_courses(
                 for at in (1, 5):
                     extreme = {first: extremes[-1], second: values[-1]}
                     plans.append({at: extreme, at + 1: {second: values[-2]}})
-    courses = [_scripted(protocol, base, answers, usual, plan) for plan in plans]
+    unique = {
+        tuple(sorted((at, tuple(sorted(labs.items()))) for at, labs in plan.items())): plan
+        for plan in plans
+    }  # a pair at both extremes is the same course whichever lab is named first
+    courses = [
+        _scripted(protocol, base, answers, usual, plan, _length(plan)) for plan in unique.values()
+    ]
     # every patient a scenario starts (their age, size, labs), followed for a month
     courses += [_scripted(protocol, start, answers, {}, {}, 3) for start in parts.screenings]
     return courses
+
+
+def _length(plan: dict[int, dict[str, Fraction]]) -> int:
+    """A course long enough for what follows its last change: the recovery, the restart and
+    the rules that wait weeks after it (12 weeks), or the full course for a change at the
+    start (a low baseline is remembered all course long)."""
+    last = max(plan)
+    return SCRIPTED_VISITS if last < 2 else min(SCRIPTED_VISITS, last + 7)
 
 
 def _away_from_usual(

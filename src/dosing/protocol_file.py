@@ -29,6 +29,7 @@ from dosing.guard_parser import CountOf, Syntax, bind, compile_guard, parse_defi
 from dosing.model import (
     ACTIONS,
     Action,
+    CarriedForward,
     DoseSpec,
     Effect,
     Frequency,
@@ -47,6 +48,7 @@ from dosing.model import (
     Source,
     State,
     Transition,
+    Wait,
 )
 from dosing.protocol_yaml import read_yaml
 from dosing.units import KNOWN_SPELLINGS, conversion, format_number, parse_number, split_value
@@ -85,11 +87,18 @@ class NotRecordedEntry:
 
 
 @attrs.frozen
+class CarryForwardEntry:
+    max_age: str
+    source: str
+
+
+@attrs.frozen
 class InputsEntry:
     labs: dict[str, LabEntry]
     facts: list[str] = attrs.Factory(list)
     assessments: list[str] = attrs.Factory(list)
     if_not_recorded: dict[str, NotRecordedEntry] = attrs.Factory(dict)
+    carry_forward: dict[str, CarryForwardEntry] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -135,6 +144,15 @@ class MonitoringEntry:
 
 
 @attrs.frozen
+class WaitEntry:
+    data: list[str]
+    because: str
+    source: str
+    recheck: str | None = None
+    at_most: str | None = None
+
+
+@attrs.frozen
 class TransitionEntry:
     rule: str
     to: str
@@ -144,6 +162,7 @@ class TransitionEntry:
     message: str
     priority: int = 0
     remember: dict[str, str] = attrs.Factory(dict)
+    waits_for: WaitEntry | None = None
 
 
 @attrs.frozen
@@ -443,6 +462,27 @@ def load_protocol(text: str, name: str = "<protocol>") -> Protocol:
 
 _DERIVED_FROM = {"crcl": {"age", "weight", "sex", "creatinine"}, "bsa": {"height", "weight"}}
 
+_NEVER_WAITS = frozenset({"hold", "discontinue", "ineligible"})
+"""Actions a rule may not wait for data on (the engine's STOPS): a hold, stop or exclusion is
+never skipped because data is missing."""
+
+_TOXICITY_ASSESSMENTS = frozenset({"toxicity", "bleeding"})
+
+
+def _toxicity_read(when: guards.Guard) -> set[str]:
+    """The labs (upper limits and CrCl's creatinine included) and toxicity assessments a
+    guard reads: what makes a decrease one driven by toxicity."""
+    names = set(guards.names_in(when))
+    for derived, parts in _DERIVED_FROM.items():
+        if derived in names:
+            names |= parts
+    return {
+        name
+        for name in names
+        if name in _TOXICITY_ASSESSMENTS
+        or (name in VOCABULARY and VOCABULARY[name].role in ("lab", "uln"))
+    }
+
 
 def _reads(states: Mapping[str, State]) -> dict[str, frozenset[str]]:
     reads = {}
@@ -490,6 +530,7 @@ class _Builder:
     def __init__(self, entry: ProtocolEntry, where: _Where) -> None:
         self.entry = entry
         self.where = where
+        self.inputs: set[str] = set()
         self.parameters = {
             key: Parameter(key, str(p.value), p.note) for key, p in entry.parameters.items()
         }
@@ -546,6 +587,8 @@ class _Builder:
                 if_not_recorded[name] = category_value(VOCABULARY[name], default.value)
             except DosingError as error:
                 raise self.fail(f"{path}.value", str(error)) from None
+        carried = self.carry_forward(assessments, if_not_recorded, sources)
+        self.inputs = {*labs, *facts, *assessments}
         self.ladders = self.build_ladders(sources)
         memory = self.memory()
         scope = self.scope(labs, facts, assessments, memory)
@@ -592,7 +635,33 @@ class _Builder:
             scenarios=self.scenarios(protocol),
             reads=_reads(states),
             invariants=self.invariants(protocol, sources),
+            carried_forward=carried,
         )
+
+    def carry_forward(
+        self,
+        assessments: tuple[str, ...],
+        if_not_recorded: Mapping[str, str],
+        sources: Mapping[str, Source],
+    ) -> dict[str, CarriedForward]:
+        """Assessments that rarely change, used at later visits within a maximum age."""
+        carried = {}
+        for name, entry in self.entry.inputs.carry_forward.items():
+            path = f"inputs.carry_forward.{name}"
+            if name not in assessments:
+                raise self.fail(path, f"{name} is not among this protocol's assessments")
+            if name in if_not_recorded:
+                raise self.fail(
+                    path,
+                    f"{name} is taken as a stated value when not recorded (if_not_recorded); "
+                    "it cannot also be carried forward",
+                )
+            age = self.quantity(entry.max_age, "days", f"{path}.max_age")
+            if age <= 0:
+                raise self.fail(f"{path}.max_age", "a maximum age is a positive duration")
+            source = self.cite(entry.source, sources, f"{path}.source")
+            carried[name] = CarriedForward(name, age, source)
+        return carried
 
     def invariants(
         self, protocol: Protocol, sources: Mapping[str, Source]
@@ -978,6 +1047,14 @@ class _Builder:
             self.transition(name, index, t, scope, sources)
             for index, t in enumerate(entry.transitions)
         )
+        for index, transition in enumerate(transitions):
+            if transition.waits is not None and entry.stay is None:
+                raise self.fail(
+                    f"{path}.transitions[{index}].waits_for",
+                    f"rule '{transition.rule}' can wait for data only in a state that says "
+                    "what staying means (stay: continue, hold ...): there is nothing to go on "
+                    "with meanwhile",
+                )
         monitoring = tuple(
             Monitoring(
                 every_days=self.quantity(m.every, "days", f"{path}.monitoring[{i}].every"),
@@ -1081,21 +1158,84 @@ class _Builder:
         sources: Mapping[str, Source],
     ) -> Transition:
         path = f"states.{origin}.transitions[{index}]"
+        when = self.guard(entry.when, scope, f"{path}.when")
+        effects = tuple(
+            self.effect(k, v, f"{path}.remember.{k}") for k, v in entry.remember.items()
+        )
+        waits = None
+        if entry.waits_for is not None:
+            waits = self.wait(entry, when, effects, sources, f"{path}.waits_for")
         return Transition(
             rule=entry.rule,
             origin=origin,
             target=entry.to,
-            when=self.guard(entry.when, scope, f"{path}.when"),
+            when=when,
             when_text=" ".join(entry.when.split()),
             priority=entry.priority,
             action=entry.action,
             source=self.cite(entry.source, sources, f"{path}.source"),
             message=entry.message,
-            effects=tuple(
-                self.effect(k, v, f"{path}.remember.{k}") for k, v in entry.remember.items()
-            ),
+            effects=effects,
             path=path,
             line=self.where.line(path),
+            waits=waits,
+        )
+
+    def wait(
+        self,
+        entry: TransitionEntry,
+        when: guards.Guard,
+        effects: tuple[Effect, ...],
+        sources: Mapping[str, Source],
+        path: str,
+    ) -> Wait:
+        """A rule's "not yet": refused where missing data must never excuse a dose."""
+        declared = entry.waits_for
+        assert declared is not None
+        if entry.action in _NEVER_WAITS:
+            raise self.fail(
+                path,
+                f"rule '{entry.rule}' is a {entry.action} rule: a hold, stop or exclusion is "
+                "never skipped because its data is missing, so it cannot wait for data",
+            )
+        if entry.action == "decrease":
+            scaled = {e.value for e in effects if e.kind == "scale" and isinstance(e.value, str)}
+            toxic = sorted(_toxicity_read(when) - scaled)
+            if toxic:
+                raise self.fail(
+                    path,
+                    f"rule '{entry.rule}' is a decrease that reads {', '.join(toxic)}: a "
+                    "decrease driven by toxicity cannot wait for data; only a taper (no lab "
+                    "or toxicity read) or a proportional adjustment to a target level "
+                    "('scale by') may",
+                )
+        if not declared.data:
+            raise self.fail(f"{path}.data", "name the observations the rule waits for")
+        for number, name in enumerate(declared.data):
+            if name not in self.inputs:
+                raise self.fail(
+                    f"{path}.data[{number}]",
+                    f"'{name}' is not a lab, fact or assessment of this protocol "
+                    f"({', '.join(sorted(self.inputs))})",
+                )
+        if not declared.because.strip():
+            raise self.fail(f"{path}.because", "say why missing data means 'not yet' here")
+        recheck = None
+        if declared.recheck is not None:
+            recheck = self.quantity(declared.recheck, "days", f"{path}.recheck")
+            if recheck <= 0:
+                raise self.fail(f"{path}.recheck", "a recheck is a positive duration")
+        at_most = None
+        if declared.at_most is not None:
+            at_most = self.quantity(declared.at_most, "days", f"{path}.at_most")
+            if at_most <= 0:
+                raise self.fail(f"{path}.at_most", "'at_most' is a positive duration")
+        return Wait(
+            data=tuple(declared.data),
+            because=" ".join(declared.because.split()),
+            source=self.cite(declared.source, sources, f"{path}.source"),
+            recheck_days=recheck,
+            at_most_days=at_most,
         )
 
     def effect(self, name: str, text: str, path: str) -> Effect:

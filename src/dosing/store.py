@@ -191,6 +191,8 @@ class CurrentCourse:
     response: Response | None
     last_visit: dt.date | None
     next_check: str | None
+    action: str | None = None
+    """The last decision's action ('refer': due again after the site's referral interval)."""
 
 
 @attrs.frozen
@@ -311,9 +313,12 @@ class Store:
                 response=None if kind is None else Response(kind, dose, reason),
                 last_visit=None if date is None else dt.date.fromisoformat(date),
                 next_check=next_check,
+                action=action,
             )
-            for patient_id, protocol, date, state, next_check, doses, kind, dose, reason in rows
-        ]
+            for (
+                patient_id, protocol, date, state, next_check, doses, kind, dose, reason, action
+            ) in rows
+        ]  # fmt: skip
 
     # ------------------------------------------------------------------ visits
 
@@ -471,7 +476,8 @@ SELECT latest.patient_id, latest.protocol, v.date,
        json_extract(r.record, '$.state'),
        json_extract(d.record, '$.next_check'),
        json_extract(d.record, '$.doses'),
-       answer.kind, answer.dose, answer.reason
+       answer.kind, answer.dose, answer.reason,
+       json_extract(d.record, '$.action')
 FROM latest
 LEFT JOIN visits v ON v.row = latest.visit
 LEFT JOIN decisions d ON d.row = (SELECT max(row) FROM decisions WHERE visit = latest.visit)

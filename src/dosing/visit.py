@@ -22,12 +22,14 @@ import attrs
 from rich.console import Console
 from rich.prompt import Prompt
 from rich.table import Table
+from rich.text import Text
 
 from dosing import unsaved as unsaved_visits
 from dosing.decision import Decision
 from dosing.derived import age_on
+from dosing.due import REFER_DUE_DAYS, next_due
 from dosing.engine import missing_for_decision, step
-from dosing.errors import Cancelled, DosingError, ObservationError
+from dosing.errors import Cancelled, DosingError, ObservationError, ProtocolError
 from dosing.model import Protocol
 from dosing.observations import Observation, ObservationReader
 from dosing.output import decision_panel
@@ -81,10 +83,19 @@ def run_visit(
     date: dt.date,
     console: Console,
     ask: Ask,
+    *,
+    accept_implausible: bool = False,
+    refer_due_days: int = REFER_DUE_DAYS,
 ) -> VisitResult:
-    """The whole conversation for one visit. Raises VisitCancelled if it is not completed."""
+    """The whole conversation for one visit. Raises VisitCancelled if it is not completed.
+
+    `accept_implausible`: values outside their plausible range are used knowingly.
+    `refer_due_days`: after a referral, the patient is due again this many days later."""
+    conversation = _Conversation(
+        store, protocol_for, console, ask, date, accept_implausible, refer_due_days
+    )
     try:
-        return _Conversation(store, protocol_for, console, ask, date).run(patient_id, protocol_id)
+        return conversation.run(patient_id, protocol_id)
     except (KeyboardInterrupt, EOFError):
         raise VisitCancelled("the visit was not completed; nothing was stored") from None
 
@@ -96,6 +107,11 @@ class _Conversation:
     console: Console
     ask: Ask
     date: dt.date
+    accept_implausible: bool = False
+    refer_due_days: int = REFER_DUE_DAYS
+
+    def reader(self, protocol: Protocol) -> ObservationReader:
+        return ObservationReader(protocol, self.accept_implausible)
 
     def run(self, patient_id: str | None, protocol_id: str | None) -> VisitResult:
         try:
@@ -115,8 +131,8 @@ class _Conversation:
         if unsaved is not None:
             self.date = dt.date.fromisoformat(unsaved.date)
         if known is None:
-            chosen = unsaved.protocol if unsaved else protocol_id or self.required("Protocol")
-            protocol = self.protocol_for(chosen)
+            chosen = unsaved.protocol if unsaved else protocol_id
+            protocol = self.protocol_for(chosen) if chosen else self.ask_protocol()
             facts = dict(unsaved.facts) if unsaved and unsaved.facts else None
             patient = Patient(patient_id, protocol.id, facts or self.new_facts(protocol))
             record = PatientRecord()
@@ -155,10 +171,27 @@ class _Conversation:
         row = save_or_keep(self.store, self.console, self.ask, attempt)
         if loaded is not None:
             unsaved_visits.discard(loaded[0])
-        self.console.print(
-            f"Saved visit {row} for {patient_id}. Next check: {decision.next_check or '-'}"
-        )
+        said = f"Saved visit {row} for {patient_id}. Next check: {decision.next_check or '-'}"
+        due = next_due(decision.next_check, decision.action, self.date, self.refer_due_days)
+        if decision.next_check is None and due is not None:
+            said += (
+                f"; due again {due}, {self.refer_due_days} "
+                f"{'day' if self.refer_due_days == 1 else 'days'} after the referral "
+                "(site parameter: --refer-due)"
+            )
+        self.console.print(said)
         return VisitResult(decision, response, after, row)
+
+    def ask_protocol(self) -> Protocol:
+        """Ask for the protocol of a new patient until it names one (a typo is asked again,
+        with the closest shipped protocol as a did-you-mean)."""
+        while True:
+            answer = self.required("Protocol")
+            try:
+                return self.protocol_for(answer)
+            except ProtocolError as error:
+                # Text, not markup: what was typed is shown as typed, brackets and all.
+                self.console.print(Text(f"  {error}", style="red"), soft_wrap=True)
 
     def typed_before(
         self, protocol: Protocol, unsaved: unsaved_visits.UnsavedVisit | None
@@ -167,7 +200,7 @@ class _Conversation:
         is asked for again)."""
         if unsaved is None:
             return {}
-        reader = ObservationReader(protocol)
+        reader = self.reader(protocol)
         given = {}
         for name, text, drawn in unsaved.observations:
             try:
@@ -220,7 +253,7 @@ class _Conversation:
 
     def valid(self, protocol: Protocol, name: str, text: str) -> str:
         """Ask again until the text reads as a valid observation; returns the text."""
-        reader = ObservationReader(protocol)
+        reader = self.reader(protocol)
         while True:
             try:
                 reader.read(name, text, self.date)
@@ -230,7 +263,7 @@ class _Conversation:
                 text = self.required(self.question(protocol, name))
 
     def facts_as_observations(self, protocol: Protocol, patient: Patient) -> list[Observation]:
-        reader = ObservationReader(protocol)
+        reader = self.reader(protocol)
         observations = []
         for name in protocol.facts:
             if name == "age" and "birth_date" in patient.facts:
@@ -254,7 +287,7 @@ class _Conversation:
     ) -> list[Observation]:
         state = record.state or protocol.initial
         reads = protocol.reads.get(state, frozenset())
-        reader = ObservationReader(protocol)
+        reader = self.reader(protocol)
         observations = []
         for name in protocol.labs:
             if name in reads:
@@ -270,10 +303,18 @@ class _Conversation:
         observations: list[Observation],
         given: dict[str, Observation],
     ) -> list[Observation]:
-        """Ask an assessment only while the decision depends on it, one at a time."""
-        reader = ObservationReader(protocol)
+        """Ask an assessment only while the decision depends on it, one at a time; first,
+        each one carried forward from an earlier visit that this state reads, so that it can
+        be updated (Enter keeps it)."""
+        reader = self.reader(protocol)
         asked: list[Observation] = []
         skipped: set[str] = set()
+        reads = protocol.reads.get(record.state or protocol.initial, frozenset())
+        for name in protocol.carried_forward:
+            if name in reads and self.reusable(protocol, name, record) is not None:
+                kept = self.given_or_asked(protocol, reader, name, record, given)
+                if kept is not None:
+                    asked.append(kept)
         while True:
             lacking = missing_for_decision(protocol, record, self.date, [*observations, *asked])
             wanted = [
@@ -305,12 +346,7 @@ class _Conversation:
     def ask_one(
         self, protocol: Protocol, reader: ObservationReader, name: str, record: PatientRecord
     ) -> Observation | None:
-        earlier = record.observations.get(name)
-        reusable = None
-        if earlier is not None and name in protocol.labs:
-            age = (self.date - earlier.drawn_on).days
-            if 0 <= age <= protocol.labs[name].max_age_days:
-                reusable = earlier
+        reusable = self.reusable(protocol, name, record)
         question = self.question(protocol, name)
         if reusable is not None:
             question += f" [Enter: {reusable.entered} from {reusable.drawn_on}]"
@@ -326,6 +362,16 @@ class _Conversation:
                 return reader.read(name, text, self.date)
             except ObservationError as error:
                 self.console.print(f"  [red]{error}[/]", highlight=False, soft_wrap=True)
+
+    def reusable(self, protocol: Protocol, name: str, record: PatientRecord) -> Observation | None:
+        """An earlier lab, or an assessment carried forward, still young enough to use."""
+        earlier = record.observations.get(name)
+        if earlier is None:
+            return None
+        lab, kept = protocol.labs.get(name), protocol.carried_forward.get(name)
+        limit = lab.max_age_days if lab else kept.max_age_days if kept else None
+        age = (self.date - earlier.drawn_on).days
+        return earlier if limit is not None and 0 <= age <= limit else None
 
     def answer(self, decision: Decision, earlier: Response | None = None) -> Response:
         choices = "accept/override" if decision.action != "refer" else "override"
@@ -362,11 +408,18 @@ class _Conversation:
         table = Table(title=f"{patient.patient_id} on {protocol.id}", title_justify="left")
         for column in ("state", "dose", "last visit", "next due"):
             table.add_column(column)
+        checked = last.decision.get("next_check")
+        due = next_due(
+            dt.date.fromisoformat(checked) if checked else None,
+            last.decision.get("action"),
+            last.date,
+            self.refer_due_days,
+        )
         table.add_row(
             last.record.state or protocol.initial,
             current_dose(last),
             str(last.date),
-            last.decision.get("next_check") or "-",
+            str(due or "-"),
         )
         self.console.print(table)
         labs = Table("last labs", "value", "drawn", title_justify="left")
