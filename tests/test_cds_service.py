@@ -105,7 +105,9 @@ def test_a_full_prefetch_gives_a_card_with_the_dose(service: Service) -> None:
     assert len(card["summary"]) < 140
     assert card["indicator"] == "info"
     assert "ANC 1200 /uL (= 1.2 x10^9/L) \\< 1.5 x10^9/L (margin 0.3 x10^9/L)" in card["detail"]
-    assert card["source"]["label"].startswith("dosing imatinib-hes 2026.11.2 · NCT00044304")
+    assert card["source"]["label"].startswith(
+        "dosing imatinib-hes 2026.11.2 · ClinicalTrials.gov NCT00044304"
+    )
     uuid.UUID(card["uuid"])
     [suggestion] = card["suggestions"]
     [action] = suggestion["actions"]
@@ -342,8 +344,9 @@ def test_an_override_with_its_reason_is_kept_and_shown_by_history(service: Servi
     assert recorded.status_code == 200, recorded.text
     shown = dosing("history", patient_id, "--db", str(service.served.db))
     assert shown.returncode == 0, shown.stderr
+    assert " overridden " in " ".join(shown.stdout.split())
     assert (
-        "overridden: not reported by the EHR (Patient preference "
+        "not reported by the EHR (Patient preference "
         "(https://ehr.example.org/override-reasons#pt-pref); comment: starts at 400 mg after "
         "the haematologist's review; CDS Hooks feedback, 2026-11-22T10:15:00Z)"
     ) in " ".join(shown.stdout.split())

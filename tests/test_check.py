@@ -159,3 +159,30 @@ def test_a_guard_too_complex_to_analyse_is_reported_in_bounded_time() -> None:
         "1000 cases, so gaps and shadowed rules were not checked there; simplify them (fewer "
         "'or' inside 'and', or definitions)",
     } in found
+
+
+def test_check_mutate_shows_progress_on_a_terminal() -> None:
+    """Issue 15: `dosing check --mutate` showed a blank screen for about 30 s; on a terminal a
+    bar now counts the protocols checked and the mutants run, and is cleared before the
+    report. Piped, nothing but the report is written."""
+    import re
+
+    import pexpect
+
+    args = ["-m", "dosing", "check", "tacrolimus-trough", "--mutate", "--timelines", "5"]
+    child = pexpect.spawn(
+        sys.executable, args, cwd=str(ROOT), encoding="utf-8", dimensions=(30, 120),
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"}, timeout=300,
+    )  # fmt: skip
+    child.expect(pexpect.EOF)
+    child.close()
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", str(child.before))
+    assert child.exitstatus == 0, shown
+    assert re.search(r"checking protocols .*1/1", shown)
+    assert re.search(r"tacrolimus-trough: mutants against the scenarios .*(\d+)/\1", shown)
+    assert "mutation: 30 of 30 mutants caught" in shown
+    piped = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert "mutants against the scenarios" not in piped.stdout + piped.stderr
+    assert piped.stderr == ""

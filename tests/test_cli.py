@@ -62,7 +62,7 @@ def test_panel_says_dose_rule_and_margin() -> None:
     result = dosing("step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=1200/mm3")
     assert result.returncode == 0
     assert "START  imatinib 300 mg qd" in result.stdout
-    assert "rule start-reduced  seed-000: Study Groups, Imatinib" in result.stdout
+    assert "rule start-reduced  NCT00044304: Study Groups, Imatinib" in result.stdout
     assert "ANC 1200/mm3 (= 1.2 x10^9/L) < 1.5 x10^9/L (margin 0.3 x10^9/L)" in result.stdout
     assert "dosing recommends; a person decides." in result.stdout
 
@@ -230,7 +230,67 @@ def test_protocols_lists_all_six() -> None:
     assert len(PROTOCOL_FILES) == 6
 
 
-@pytest.mark.parametrize("command", ["protocols", "show", "step"])
+def test_version() -> None:
+    """`dosing --version` prints the installed version."""
+    from importlib.metadata import version
+
+    result = dosing("--version")
+    assert (result.returncode, result.stdout) == (0, f"dosing {version('dosing')}\n")
+
+
+def test_shell_completion_offers_commands_and_protocol_ids() -> None:
+    """The completion `dosing --install-completion` installs answers with commands, then ids."""
+    env = {**os.environ, "_DOSING_COMPLETE": "complete_bash"}
+    script = Path(sys.executable).parent / "dosing"  # completion keys on the program's name
+
+    def complete(words: str) -> list[str]:
+        result = subprocess.run(
+            [str(script)], capture_output=True, text=True, cwd=ROOT,
+            env={**env, "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("dosing rep") == ["replay"]
+    assert complete("dosing step imatinib-") == [
+        "imatinib-escalation-nilg", "imatinib-hes", "imatinib-low-dose-mdacc",
+    ]  # fmt: skip
+    assert "--install-completion" in dosing("--help").stdout
+
+
+@pytest.mark.parametrize("command", [["patients"], ["history", "P01"]])
+def test_reading_commands_do_not_create_a_store(tmp_path: Path, command: list[str]) -> None:
+    """`dosing patients` (and history) without a store say where they looked and create
+    nothing: not the store, not its folder."""
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "COLUMNS": "300"}
+    env.pop("DOSING_DB", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "dosing", *command], capture_output=True, text=True, env=env,
+        cwd=ROOT,
+    )  # fmt: skip
+    where = home / "data" / "dosing" / "patients.sqlite"
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: no patient store at {where} (the default place); nothing was created. "
+        "`dosing visit` or `dosing import-timeline` creates it; --db or $DOSING_DB names "
+        "another\n"
+    )
+    assert not home.exists()
+    db = tmp_path / "p.sqlite"
+    named = subprocess.run(
+        [sys.executable, "-m", "dosing", *command], capture_output=True, text=True, cwd=ROOT,
+        env={**env, "DOSING_DB": str(db)},
+    )  # fmt: skip
+    assert f"no patient store at {db} ($DOSING_DB)" in named.stderr
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["protocols", "show", "step", "replay", "check", "diff", "schema", "visit", "patients",
+     "history", "import-timeline"],
+)  # fmt: skip
 def test_every_command_has_help_with_an_example(command: str) -> None:
     """Each command's help ends with a runnable example."""
     result = dosing(command, "--help")

@@ -81,7 +81,7 @@ def test_amending_an_earlier_visit_decides_the_later_ones_again(tmp_path: Path) 
     with sqlite3.connect(db) as connection:  # nothing updated in place: five visit rows
         assert connection.execute("SELECT count(*) FROM visits").fetchone() == (5,)
     shown = history_table(db)
-    assert "4 (amended 2)" in shown
+    assert "amended visit 2 by dr-kim at " in shown  # the row that replaced visit 2
     assert "│ 2 -> 4 │ 2026-01-12 │ amended │ hold no dose [hematologic-hold] -> hold_heme" in shown
 
 

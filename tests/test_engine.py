@@ -69,7 +69,7 @@ def test_decision_record_contract(imatinib: Protocol) -> None:
     assert record["rules"] == [
         {
             "id": "start-reduced",
-            "source": "seed-000: Study Groups, Imatinib (starting dose reduced to 300 mg po qd)",
+            "source": "NCT00044304: Study Groups, Imatinib (starting dose reduced to 300 mg po qd)",
         }
     ]
     assert "ANC 1.2 x10^9/L < 1.5 x10^9/L (margin 0.3 x10^9/L)" in record["reasons"]
@@ -260,7 +260,7 @@ def test_a_tracked_count_is_kept_when_the_visit_does_not_show_it() -> None:
 def test_creatinine_clearance_uses_the_weight_entered_for_it() -> None:
     """clinical-facts leave the Cockcroft-Gault weight to the site: a weight entered for CrCl
     (ideal or adjusted) is used and named; otherwise the actual weight. ruxolitinib-hlh,
-    seed-003: 'creatinine clearance (CrCl) <15 mL/min who are NOT receiving dialysis'."""
+    NCT04551131: 'creatinine clearance (CrCl) <15 mL/min who are NOT receiving dialysis'."""
     from tests.conftest import ROOT, load_file
 
     hlh = load_file(ROOT / "protocols" / "ruxolitinib-hlh.yaml")

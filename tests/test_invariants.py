@@ -75,7 +75,7 @@ def _on(decision: Decision, date: dt.date) -> Decision:
 NO_INCREASE = """  - name: no increase with a trough at or above 5 ng/mL
     never: [increase]
     while: tacrolimus_trough >= 5 ng/mL
-    source: seed-004
+    source: NCT03918265
     quote: "trough target 5-10 ng/mL"
 """
 
@@ -102,7 +102,7 @@ def test_once_holds_from_the_visit_it_is_seen_on() -> None:
         """  - name: no increase once a trough was above 15
     never: [increase]
     once: tacrolimus_trough > 15 ng/mL
-    source: seed-004
+    source: NCT03918265
     quote: "(a test invariant)"
 """
     )
@@ -120,7 +120,7 @@ def test_after_an_event_within_days(gap: int, broken: bool) -> None:
     never: [increase]
     after: [decrease]
     within: 14 days
-    source: seed-004
+    source: NCT03918265
     quote: "(a test invariant)"
 """
     )
@@ -139,7 +139,7 @@ def test_after_an_event_a_number_of_times() -> None:
     never: [increase]
     after: [decrease]
     times: 2
-    source: seed-004
+    source: NCT03918265
     quote: "(a test invariant)"
 """
     )
@@ -159,7 +159,7 @@ def test_until_ends_what_once_started() -> None:
     while: tacrolimus_trough > 10 ng/mL
     once: tacrolimus_trough > 15 ng/mL
     until: [decrease]
-    source: seed-004
+    source: NCT03918265
     quote: "(a test invariant)"
 """
     )
@@ -178,7 +178,7 @@ def test_until_ends_a_period_after_an_event() -> None:
     never: [increase]
     after: [hold]
     until: [resume]
-    source: seed-004
+    source: NCT03918265
     quote: "(a test invariant)"
 """
     )
@@ -194,7 +194,7 @@ STAYS = """  - name: below the dose at a hold
     stays_at_most_after: [hold]
     below: true
     until: [above-target]
-    source: seed-004
+    source: NCT03918265
     quote: "(a test invariant)"
 """
 
@@ -238,7 +238,7 @@ def test_a_ceiling_on_some_actions_only() -> None:
         """  - name: the starting dose is 1 mg twice daily
     ceiling: 1 mg bid
     on: [start]
-    source: seed-004
+    source: NCT03918265
     quote: "tacrolimus 1 mg bid"
 """
     )
@@ -252,32 +252,32 @@ def test_a_ceiling_on_some_actions_only() -> None:
     ("block", "message"),
     [
         (
-            "  - {name: x, ceiling: 1 mg bid, never: [start], source: seed-004, quote: q}\n",
+            "  - {name: x, ceiling: 1 mg bid, never: [start], source: NCT03918265, quote: q}\n",
             "invariants[0]: an invariant says one thing: exactly one of ceiling, floor, never, "
             "stays_at_most_after or recheck_within (found ceiling, never)",
         ),
         (
-            "  - {name: x, never: [start], source: seed-004, quote: ' '}\n",
+            "  - {name: x, never: [start], source: NCT03918265, quote: ' '}\n",
             "invariants[0].quote: quote the source sentence the invariant encodes",
         ),
         (
-            "  - {name: x, never: [stop], source: seed-004, quote: q}\n",
+            "  - {name: x, never: [stop], source: NCT03918265, quote: q}\n",
             "invariants[0].never[0]: 'stop' is not an action",
         ),
         (
-            "  - {name: x, ceiling: 1 mg, source: seed-004, quote: q}\n",
+            "  - {name: x, ceiling: 1 mg, source: NCT03918265, quote: q}\n",
             "invariants[0].ceiling: '1 mg': write a dose and how often, e.g. '25 mg bid'",
         ),
         (
-            "  - {name: x, never: [increase], within: 3 days, source: seed-004, quote: q}\n",
+            "  - {name: x, never: [increase], within: 3 days, source: NCT03918265, quote: q}\n",
             "invariants[0].within: 'within' counts from an event: give 'after'",
         ),
         (
-            "  - {name: x, never: [increase], after: [taper], source: seed-004, quote: q}\n",
+            "  - {name: x, never: [increase], after: [taper], source: NCT03918265, quote: q}\n",
             "invariants[0].after[0]: 'taper' is neither an action nor a rule",
         ),
         (
-            "  - {name: x, never: [increase], while: tacrolimus_dose > 2 mg, source: seed-004, "
+            "  - {name: x, never: [increase], while: tacrolimus_dose > 2 mg, source: NCT03918265, "
             "quote: q}\n",
             "invariants[0].while: ",
         ),
@@ -286,11 +286,11 @@ def test_a_ceiling_on_some_actions_only() -> None:
             "invariants[0].source: ",
         ),
         (
-            "  - {name: x, never: [increase], until: [resume], source: seed-004, quote: q}\n",
+            "  - {name: x, never: [increase], until: [resume], source: NCT03918265, quote: q}\n",
             "invariants[0].until: 'until' ends what 'after' or 'once' started: give one",
         ),
         (
-            "  - {name: x, never: [increase], after: [hold], until: [taper], source: seed-004, "
+            "  - {name: x, never: [increase], after: [hold], until: [taper], source: NCT03918265, "
             "quote: q}\n",
             "invariants[0].until[0]: 'taper' is neither an action nor a rule",
         ),

@@ -184,7 +184,7 @@ def test_a_complete_response_visit_carries_life_threatening_within_its_age(
         assert after.state == "taper"
         assert (
             f"life_threatening: no, as assessed on {earlier} ({assessed} days ago; carried "
-            "forward for at most 91 days, seed-000: Detailed Description"
+            "forward for at most 91 days, NCT00044304: Detailed Description"
         ) in " ".join(decision.reasons)
     else:
         assert (decision.action, [d.short() for d in decision.doses]) == ("continue", ["400 mg qd"])

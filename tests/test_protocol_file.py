@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from dosing.errors import ProtocolError
+from dosing.model import Protocol
 from dosing.protocol_file import load_protocol
 from tests.conftest import PROTOCOL_FILES, ROOT, load_file, time_limit
 
@@ -37,26 +39,66 @@ def test_shipped_protocol_loads(path: Path) -> None:
     assert load_file(path).id == path.stem
 
 
+def citations(protocol: Protocol) -> list[str]:
+    """Every citation in a protocol: states, transitions (and what they wait for),
+    monitoring, ladders, invariants, assessments carried forward."""
+    cited = [ladder.source for ladder in protocol.ladders.values()]
+    cited += [invariant.source for invariant in protocol.invariants]
+    cited += [kept.source for kept in protocol.carried_forward.values()]
+    for state in protocol.states.values():
+        cited += [state.source, *(t.source for t in state.transitions)]
+        cited += [t.waits.source for t in state.transitions if t.waits is not None]
+        cited += [m.source for m in state.monitoring]
+    return cited
+
+
+_CITED = re.compile(r"(?:^|;\s*)([A-Za-z0-9_-]+)(?::|$)")
+
+
 @pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.stem)
 def test_every_rule_cites_a_declared_source(path: Path) -> None:
-    """No transition, state or monitoring rule lacks a citation of a declared source."""
+    """Issue 15: every source a citation names ('NCT00044304: Study Groups; label-imatinib:
+    Table 1') is declared in the file; two rules once cited an undeclared 'facts:'."""
     protocol = load_file(path)
-    for state in protocol.states.values():
-        cited = [state.source, *(t.source for t in state.transitions)]
-        cited += [m.source for m in state.monitoring]
-        for citation in cited:
-            assert citation.split(":", 1)[0] in protocol.sources, (state.name, citation)
+    for citation in citations(protocol):
+        named = _CITED.findall(citation)
+        assert named, citation
+        assert set(named) <= set(protocol.sources), (citation, set(named) - set(protocol.sources))
 
 
-def test_sources_point_at_real_seed_files() -> None:
-    """A source citing a seed file names one that exists in shared/seeds."""
-    seeds = ROOT.parent / "shared" / "seeds"
-    if not seeds.is_dir():
-        pytest.skip("shared/ is not beside this checkout")
-    for path in PROTOCOL_FILES:
-        for source in load_file(path).sources.values():
-            if source.cite.startswith("shared/seeds/"):
-                assert (seeds / source.cite.removeprefix("shared/seeds/")).is_file(), source.cite
+_JOURNAL = re.compile(r"\b(19|20)\d\d;\d+(\(\d+\))?:\d+")
+
+
+@pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.stem)
+def test_every_source_has_a_public_reference(path: Path) -> None:
+    """Issue 15: a user's clone has no shared/seeds/ or clinical-facts.md, so each source names
+    what anyone can open: a trial its NCT id and registry address, a paper its DOI or journal
+    citation, a label its sections."""
+    protocol = load_file(path)
+    for source in protocol.sources.values():
+        both = f"{source.ref} {source.cite}"
+        assert "shared/" not in both, source
+        assert "seed" not in both, source
+        if source.kind == "trial":
+            nct = re.search(r"NCT\d{8}", source.ref)
+            assert nct, source
+            assert f"https://clinicaltrials.gov/study/{nct[0]}" in source.cite, source
+            assert source.id == nct[0], source  # cited as the registry names it
+        elif source.kind == "paper":
+            assert "doi:10." in source.cite or _JOURNAL.search(source.cite), source
+        elif source.kind == "label":
+            assert "prescribing information" in source.ref, source
+            assert source.cite.strip(), source
+        else:
+            assert source.kind == "site", source
+            assert source.cite == "this file, parameters", source
+
+
+def test_no_shipped_text_points_at_files_a_clone_lacks() -> None:
+    """No protocol file, README or example names the seed files or the shared folder."""
+    for path in [*PROTOCOL_FILES, ROOT / "README.md"]:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"seed-\d|shared/seeds|clinical-facts\.md", text), path
 
 
 def test_yes_and_no_stay_answers_not_booleans() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import struct
 import subprocess
 import sys
 from fractions import Fraction
@@ -254,42 +253,49 @@ def test_strict_fails_at_the_first_bad_row_and_writes_nothing(tmp_path: Path) ->
 
 
 def test_rejects_file_and_stderr_report(tmp_path: Path) -> None:
-    """Without --strict the good rows are replayed, and the bad one goes to --rejects."""
+    """Without --strict the good rows are replayed, the bad one goes to --rejects with its
+    date and name, and the exit code is 1 so that a script notices."""
     bad = tmp_path / "bad.csv"
-    bad.write_text(GOOD + "P1,2026-01-12,anc,3.0,\n")
+    bad.write_text(GOOD + "P1,2026-01-12,anc,3.0,\nP1,2026-01-12,platelets,180,G/L\n")
     rejects = tmp_path / "rejects.csv"
     result = dosing(
         "replay", "imatinib-hes", str(bad), "--format", "jsonl", "--rejects", str(rejects)
     )
-    assert result.returncode == 0
+    assert result.returncode == 1
     assert len(result.stdout.splitlines()) == 1
-    assert "1 rows rejected, 0 not replayed after a bad row" in result.stderr
+    assert result.stderr.startswith(
+        f"1 row rejected, 1 row not replayed after a bad row (written to {rejects}):\n"
+    )
+    assert "use --rejects" not in result.stderr
     assert rejects.read_text().splitlines() == [
-        "line,patient_id,column,value,reason",
-        f'10,P1,value,3.0,"anc=3.0: a number needs its unit; accepted: {COUNTS}"',
+        "line,patient_id,date,name,column,value,reason",
+        f'10,P1,2026-01-12,anc,value,3.0,"anc=3.0: a number needs its unit; accepted: {COUNTS}"',
+        "11,P1,2026-01-12,platelets,value,180 G/L,not replayed: P1's replay stopped at line 10",
     ]
 
 
-def test_plot_is_a_real_png(tmp_path: Path) -> None:
-    """--plot writes one PNG per patient, valid and of a sensible size."""
-    result = dosing(
-        "replay",
-        "imatinib-hes",
-        "examples/imatinib-hes-timeline.csv",
-        "--format",
-        "jsonl",
-        "--plot",
-        str(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr
-    pngs = sorted(tmp_path.glob("*.png"))
-    assert [p.name for p in pngs] == ["P01.png", "P02.png", "P03.png"]
-    for png in pngs:
-        data = png.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        width, height = struct.unpack(">II", data[16:24])
-        assert (width, height) == (900, 450)
-        assert 10_000 < len(data) < 1_000_000
+def test_rejects_file_names_an_unknown_observation_and_a_bad_date(tmp_path: Path) -> None:
+    """Rows the reader refuses keep what it could read: the date of an unknown name, the name
+    of a bad date."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text(GOOD + "P1,2026-01-12,ancc,3000,/mm3\nP1,2026-13-01,anc,3000,/mm3\n")
+    rejects = tmp_path / "rejects.csv"
+    result = dosing("replay", "imatinib-hes", str(bad), "--rejects", str(rejects))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"2 rows rejected (written to {rejects}):\n")
+    rows = [line.split(",")[:5] for line in rejects.read_text().splitlines()[1:]]
+    assert rows == [
+        ["10", "P1", "2026-01-12", "ancc", "name"],
+        ["11", "P1", "2026-13-01", "anc", "date"],
+    ]
+
+
+def test_a_clean_replay_exits_0_and_reports_nothing(tmp_path: Path) -> None:
+    """Every row used: exit 0, nothing on stderr."""
+    path = tmp_path / "t.csv"
+    path.write_text(GOOD)
+    result = dosing("replay", "imatinib-hes", str(path), "--format", "jsonl")
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_missing_timeline_file() -> None:
@@ -419,12 +425,12 @@ def test_a_bad_row_still_writes_the_output(tmp_path: Path, bad: str) -> None:
     path.write_text(GOOD + BAD_ROWS[bad][0] + OTHER)
     out = tmp_path / "decisions.jsonl"
     result = dosing("replay", "imatinib-hes", str(path), "--format", "jsonl", "--output", str(out))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert [json.loads(line)["patient_id"] for line in out.read_text().splitlines()] == [
         "P1",
         "P2",
     ]
-    assert result.stderr.startswith("1 rows rejected, 0 not replayed after a bad row")
+    assert result.stderr.startswith("1 row rejected (use --rejects FILE to save them):\n")
 
 
 def test_a_visit_the_engine_cannot_date_stops_only_its_patient() -> None:

@@ -130,8 +130,11 @@ def test_a_file_that_is_not_sqlite_gets_a_message_not_exit_70(tmp_path: Path) ->
 
 
 def test_new_store_is_created_private_in_a_private_folder(tmp_path: Path) -> None:
-    """A new store is 0600, in a folder made 0700."""
+    """A new store is 0600, in a folder made 0700 (made by an import: `patients` only reads)."""
     path = tmp_path / "new" / "patients.sqlite"
-    assert dosing("patients", "--db", str(path)).returncode == 0
+    timeline = "examples/tacrolimus-trough-wide.csv"
+    assert (
+        dosing("import-timeline", "tacrolimus-trough", timeline, "--db", str(path)).returncode == 0
+    )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0

@@ -178,7 +178,9 @@ def test_override_is_stored_shown_and_the_next_decision_starts_from_it(tmp_path:
         [sys.executable, "-m", "dosing", "history", "P01", "--db", str(db)],
         capture_output=True, text=True, env=env(COLUMNS="250"), cwd=ROOT,
     )  # fmt: skip
-    assert "overridden by dr-lee: 300 mg qd (tolerated 300 mg before)" in table.stdout
+    row = next(line for line in table.stdout.splitlines() if line.startswith("2026-01-19"))
+    assert row.endswith("  300 mg qd (tolerated 300 mg before)")
+    assert " overridden  dr-lee " in row  # the answer, then who gave it
     fourth = visit(
         db,
         ["2.1 x10^9/L", "210 x10^9/L", "29 U/L", "27 U/L", "0.6 mg/dL", "accept"],
@@ -525,10 +527,11 @@ def test_terminal_reuse_amend_confirm_then_export_and_replay(tmp_path: Path) -> 
     )  # fmt: skip
     shown = " ".join(table.stdout.split())
     assert "platelets 180 x10^9/L (drawn 2026-03-02)" in shown
-    assert "3 (amended 2)" in shown
+    assert "amended visit 2 by " in shown
+    assert "overridden dr-lee" in shown
+    assert "350 mg qd (patient prefers 350 mg)" in shown
     assert (
-        "overridden by dr-lee: 350 mg qd (patient prefers 350 mg); confirmed: no combination of "
-        "the imatinib strengths available (100 mg, 400 mg) makes 350 mg"
+        "no combination of the imatinib strengths available (100 mg, 400 mg) makes 350 mg"
     ) in shown
     exported = tmp_path / "P01.csv"
     exported.write_text(dosing("history", "P01", "--db", str(db), "--format", "timeline").stdout)

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import attrs
 from rich.console import Group
+from rich.padding import Padding
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from dosing import catalog
 from dosing.check import Finding, Report, check
 from dosing.errors import DosingError
-from dosing.mutation import MutationResult, mutation_score
-from dosing.output import console
+from dosing.mutation import MutantProgress, MutationResult, mutation_score
+from dosing.output import console, error_console
 
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "dim"}
 
@@ -29,12 +39,18 @@ def check_protocols(
     """Check each protocol; print the report; return the number of errors."""
     references = list(references)
     reports: list[tuple[Report, MutationResult | None]] = []
-    for reference, report in zip(references, _checked_all(references, timelines), strict=True):
-        mutation = None
-        if mutate and not any(finding.check == "load" for finding in report.findings):
-            mutation = mutation_score(catalog.load(reference), invariant_examples=timelines or 100)
-            report = attrs.evolve(report, findings=(*report.findings, *mutation.findings()))
-        reports.append((report, mutation))
+    with _progress() as progress:
+        checked = _checked_all(references, timelines, progress.protocol_done(len(references)))
+        for reference, report in zip(references, checked, strict=True):
+            mutation = None
+            if mutate and not any(finding.check == "load" for finding in report.findings):
+                mutation = mutation_score(
+                    catalog.load(reference),
+                    invariant_examples=timelines or 100,
+                    progress=progress.mutants(reference),
+                )
+                report = attrs.evolve(report, findings=(*report.findings, *mutation.findings()))
+            reports.append((report, mutation))
     errors = sum(report.errors for report, _ in reports)
     if as_json:
         out = []
@@ -58,13 +74,66 @@ def _checked(reference: str, timelines: int | None) -> Report:
     return check(protocol, timelines)
 
 
-def _checked_all(references: list[str], timelines: int | None) -> list[Report]:
-    """Each protocol checked on its own core: they share nothing, and the search dominates."""
+def _checked_all(
+    references: list[str], timelines: int | None, done: Callable[[], None]
+) -> list[Report]:
+    """Each protocol checked on its own core: they share nothing, and the search dominates.
+    `done` is called as each protocol's check finishes."""
     workers = min(len(references), os.cpu_count() or 1)
     if workers < 2:
-        return [_checked(reference, timelines) for reference in references]
+        reports = []
+        for reference in references:
+            reports.append(_checked(reference, timelines))
+            done()
+        return reports
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_checked, references, [timelines] * len(references)))
+        futures = [pool.submit(_checked, reference, timelines) for reference in references]
+        for _ in as_completed(futures):
+            done()
+        return [future.result() for future in futures]
+
+
+class _Progress:
+    """A progress bar on stderr while protocols are checked and mutants run: a check takes
+    seconds per protocol and --mutate half a minute, which a blank screen does not say."""
+
+    def __init__(self, bar: Progress | None) -> None:
+        self.bar = bar
+        self.tasks: dict[str, TaskID] = {}
+
+    def protocol_done(self, total: int) -> Callable[[], None]:
+        if self.bar is None:
+            return lambda: None
+        bar = self.bar
+        task = bar.add_task("checking protocols", total=total)
+        return lambda: bar.advance(task)
+
+    def mutants(self, reference: str) -> MutantProgress:
+        def told(what: str, done: int, total: int) -> None:
+            if self.bar is None:
+                return
+            key = f"{reference}: {what}"
+            if key not in self.tasks:
+                self.tasks[key] = self.bar.add_task(key, total=total)
+            self.bar.update(self.tasks[key], completed=done, total=total)
+
+        return told
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[_Progress]:
+    """Drawn only on a terminal that can redraw a line (stderr), and cleared when done."""
+    if not error_console.is_terminal or error_console.is_dumb_terminal:
+        yield _Progress(None)
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=error_console, transient=True) as bar:
+        yield _Progress(bar)
 
 
 def _view(report: Report, mutation: MutationResult | None) -> Group:
@@ -78,20 +147,19 @@ def _view(report: Report, mutation: MutationResult | None) -> Group:
         f"{report.invariants} label {'invariant' if report.invariants == 1 else 'invariants'} "
         "searched",
     )
-    parts: list[Text | Table] = [verdict]
+    parts: list[Text | Table | Padding] = [verdict]
     if mutation is not None:
         parts.append(Text(f"  mutation: {mutation}"))
-    listed = [finding for finding in report.findings if not finding.timeline]
-    if listed:
-        table = Table("severity", "check", "where", "finding", show_header=True, expand=False)
-        for finding in listed:
-            table.add_row(
-                Text(finding.severity, _STYLE[finding.severity]),
-                Text(finding.check),
-                Text(finding.where),
-                Text(finding.message),  # plain: messages hold brackets rich would read as markup
+    for finding in report.findings:  # a finding per block: reads at any width
+        if not finding.timeline:
+            parts.append(
+                Text.assemble(
+                    (f"{finding.severity} ", _STYLE[finding.severity]),
+                    f"{finding.check} · {finding.where}",
+                )
             )
-        parts.append(table)
+            # plain: messages hold brackets rich would read as markup
+            parts.append(Padding(Text(finding.message), (0, 0, 0, 2)))
     for finding in report.findings:  # a counterexample reads best one visit per line
         if finding.timeline:
             parts.append(

@@ -30,12 +30,38 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
-    add_completion=False,
     help="Dose-adjustment decision support: protocols as state machines over exact lab units. "
     "[bold]dosing recommends; a person decides.[/]",
 )
 
 _INPUT = "Patient and labs"
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"dosing {version('dosing')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options before any command: --version, shell completion."""
+
+
+def _protocol_ids(incomplete: str) -> list[str]:
+    """Shell completion of a protocol argument: the shipped ids."""
+    return [name for name in catalog.shipped_ids() if name.startswith(incomplete)]
+
+
 _COURSE = "Where the patient is in the protocol"
 
 
@@ -83,7 +109,10 @@ def protocols() -> None:
 @app.command()
 def show(
     protocol: Annotated[
-        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+        str,
+        typer.Argument(
+            help="A shipped protocol id or a path to a .yaml file.", autocompletion=_protocol_ids
+        ),
     ],
     output_format: Annotated[
         Literal["table", "mermaid", "dot"],
@@ -161,7 +190,10 @@ def _render(source: str, output: Path) -> None:
 @app.command()
 def step(
     protocol: Annotated[
-        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+        str,
+        typer.Argument(
+            help="A shipped protocol id or a path to a .yaml file.", autocompletion=_protocol_ids
+        ),
     ],
     lab: Annotated[
         list[str],
@@ -315,7 +347,10 @@ _START = "Patients starting mid-treatment"
 @app.command()
 def replay(
     protocol: Annotated[
-        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+        str,
+        typer.Argument(
+            help="A shipped protocol id or a path to a .yaml file.", autocompletion=_protocol_ids
+        ),
     ],
     timeline: Annotated[
         Path,
@@ -343,8 +378,19 @@ def replay(
     ] = False,
     plot: Annotated[
         Path | None,
-        typer.Option(help="Write one PNG per patient into this folder.", rich_help_panel=_OUTPUT),
+        typer.Option(
+            help="Draw each patient's course into this folder: PATIENT.png and PATIENT.svg "
+            "(pip install 'dosing[plot]').",
+            rich_help_panel=_OUTPUT,
+        ),
     ] = None,
+    pdf: Annotated[
+        bool,
+        typer.Option(
+            help="With --plot, also PATIENT.pdf: the plot with the decision table under it.",
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = False,
     rejects: Annotated[
         Path | None,
         typer.Option(
@@ -377,6 +423,10 @@ def replay(
 ) -> None:
     """Replay patient timelines from CSV: every decision, every row accounted for.
 
+    Exits 0 when every row was used, superseded or carried forward; 1 when a row was rejected
+    or a patient's replay stopped at a bad row (the decisions before it are written); 2 when
+    the file cannot be used, or at the first bad row with --strict.
+
     Long format: patient_id,date,name,value,unit (one observation per row). Wide format:
     patient_id,date and a column per observation with its unit, e.g. "anc [10^9/L]". Rows
     named start_state or therapy_start set where a patient starts; dose_given records the dose
@@ -395,6 +445,7 @@ def replay(
         output=output,
         summary=summary,
         plot=plot,
+        pdf=pdf,
         rejects=rejects,
         strict=strict,
         format_in=format_in,
@@ -403,11 +454,14 @@ def replay(
         therapy_start=_date(therapy_start, "--therapy-start") if therapy_start else None,
         memory=remembered,
     )
+    if pdf and plot is None:
+        raise ObservationError("--pdf writes a report beside each plot: give --plot FOLDER too")
     if start_state is not None and start_state not in loaded.states:
         raise ObservationError(
             f"--start-state {start_state}: states are {', '.join(loaded.states)}"
         )
-    run_replay(loaded, timeline, options)
+    if not run_replay(loaded, timeline, options):
+        raise typer.Exit(1)
 
 
 @app.command("check")
@@ -523,10 +577,21 @@ ReferDueOption = Annotated[
 ]
 
 
-def _open_store(db: Path | None) -> Store:
+def _open_store(db: Path | None, create: bool = True) -> Store:
+    """The patient store; a command that only reads (`patients`, `history`) does not create
+    one: it says where it looked."""
     from dosing.store import Store, default_path
 
-    return Store(db or default_path())
+    path = db or default_path()
+    if not create and not (path.exists() or path.is_symlink()):
+        where = (
+            "--db" if db else "$DOSING_DB" if os.environ.get("DOSING_DB") else "the default place"
+        )
+        raise DosingError(
+            f"no patient store at {path} ({where}); nothing was created. `dosing visit` or "
+            "`dosing import-timeline` creates it; --db or $DOSING_DB names another"
+        )
+    return Store(path)
 
 
 ClinicianOption = Annotated[
@@ -678,7 +743,7 @@ def patients(
     from dosing.store import dose_in_force
 
     today = _date(date, "--date") if date else dt.date.today()
-    with _open_store(db) as store:
+    with _open_store(db, create=False) as store:
         courses = store.current_courses()
     rows = []
     for course in courses:
@@ -719,7 +784,13 @@ def history(
             "course (Patient, Observations, MedicationRequest proposals).",
         ),
     ] = "table",
-    plot: Annotated[Path | None, typer.Option(help="Write the course as a PNG here.")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw the course into this file: .png, .svg, or .pdf (the plot with the "
+            "table under it)."
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Show a patient's course: visits, labs, decisions and the clinician's answers.
@@ -731,15 +802,20 @@ def history(
     if plot is not None:
         from dosing.files import check_writable
 
+        if plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise ObservationError(f"--plot {plot}: name a .png, .svg or .pdf file")
         check_writable(plot, "--plot")
-    with _open_store(db) as store:
+    with _open_store(db, create=False) as store:
         show_history(store, catalog.load, patient, output_format, plot)
 
 
 @app.command("import-timeline")
 def import_timeline(
     protocol: Annotated[
-        str, typer.Argument(help="A shipped protocol id or a path to a .yaml file.")
+        str,
+        typer.Argument(
+            help="A shipped protocol id or a path to a .yaml file.", autocompletion=_protocol_ids
+        ),
     ],
     timeline: Annotated[
         Path,

@@ -19,7 +19,7 @@ import attrs
 from dosing.decision import Decision, DoseLine, RuleRef, daily_amount
 from dosing.derived import bsa_mosteller, crcl_cockcroft_gault
 from dosing.errors import EngineError
-from dosing.explain import describe
+from dosing.explain import describe, nearest, not_met
 from dosing.guards import Finding, Outcome, Value, evaluate
 from dosing.model import Action, DoseSpec, Effect, Protocol, State, Transition
 from dosing.observations import Observation
@@ -108,7 +108,7 @@ def step(
         decision, after = decide.cannot_decide(state, outcome, chosen)
     elif chosen is not None and outcome is not None:
         decide.note_undecided(choice.undecided, chosen)
-        decision, after = decide.fire(state, chosen, outcome)
+        decision, after = decide.fire(state, chosen, outcome, choice.passed)
     elif choice.waiting:
         decision, after = decide.wait(state, choice.waiting, choice.considered)
     else:
@@ -474,6 +474,8 @@ class _Choice:
     """Rules above the chosen no-dose rule that could not be decided (their data missing)."""
     waiting: list[tuple[Transition, Outcome]] = attrs.Factory(list)
     """With nothing chosen: the rules that wait for missing data, and nothing else blocks."""
+    passed: list[tuple[Transition, Outcome]] = attrs.Factory(list)
+    """Rules of a higher priority than the chosen one, each decided not to apply."""
 
 
 def _waits(transition: Transition, outcome: Outcome, facts: _Facts) -> bool:
@@ -515,6 +517,7 @@ def _choose(state: State, facts: _Facts) -> _Choice:
     else is undecided; a dose below it is not given (the data decides between them); when
     nothing else applies, the state's stay does, until the data is there."""
     considered: list[Outcome] = []
+    passed: list[tuple[Transition, Outcome]] = []
     blocked: list[tuple[Transition, Outcome]] = []
     waiting: list[tuple[Transition, Outcome]] = []
     for priority in sorted({t.priority for t in state.transitions}, reverse=True):
@@ -528,9 +531,9 @@ def _choose(state: State, facts: _Facts) -> _Choice:
         if fired:
             rule, outcome = fired[0]
             if not blocked and not waiting:
-                return _Choice(rule, outcome, considered, [])
+                return _Choice(rule, outcome, considered, [], passed=passed)
             if rule.action in STOPS or (rule.action == "refer" and not blocked):
-                return _Choice(rule, outcome, considered, [*blocked, *waiting])
+                return _Choice(rule, outcome, considered, [*blocked, *waiting], passed=passed)
             break  # a dose below an undecided or waiting rule: not given
         unknown = [(t, o) for t, o in group if o.truth is None]
         undecided = [(t, o) for t, o in unknown if not _waits(t, o, facts)]
@@ -540,6 +543,7 @@ def _choose(state: State, facts: _Facts) -> _Choice:
             break  # an undecided rule that could give a dose: nothing below may be taken
         if not unknown:
             considered.extend(o for _, o in group)
+            passed.extend(group)
     else:
         if waiting and not blocked:
             return _Choice(None, None, considered, [], waiting)
@@ -603,7 +607,7 @@ class _Decider:
             next_check=next_check,
             rules=rules,
             reasons=(*reasons, *self.noted),
-            warnings=tuple(self.warnings),
+            warnings=tuple(dict.fromkeys(self.warnings)),  # each warning once
         )
 
     def refer(
@@ -666,10 +670,20 @@ class _Decider:
                 self.warnings.append(said)
 
     def fire(
-        self, state: State, transition: Transition, outcome: Outcome
+        self,
+        state: State,
+        transition: Transition,
+        outcome: Outcome,
+        passed: list[tuple[Transition, Outcome]] = [],  # noqa: B006 - read only
     ) -> tuple[Decision, PatientRecord]:
         target = self.protocol.states[transition.target]
         reasons = [transition.message, *self.explain(outcome.findings)]
+        if passed and self.explaining:
+            above = [rule.rule for rule, _ in passed]
+            findings = [found for _, checked in passed for found in checked.findings]
+            line = not_met(above, findings, outcome.findings, self.protocol.scope, self.memory)
+            if line is not None:
+                reasons.append(line)
         rules = (RuleRef(transition.rule, transition.source),)
         memory = self.remember(state, transition, reasons)
         if memory is None:
@@ -736,7 +750,7 @@ class _Decider:
                 *self.explain(findings),
             ]
             return self.refer((), reasons)
-        reasons = [f"No rule fired in state {state.name}", *self.explain(findings)]
+        reasons = [f"No rule fired in state {state.name}", *self.explain(nearest(findings))]
         record = attrs.evolve(
             self.record,
             state=state.name,
@@ -774,7 +788,7 @@ class _Decider:
             (t.waits.because, t.waits.source) for t, _ in waiting if t.waits is not None
         )
         reasons += [f"Not yet, because {because} ({source})" for because, source in whys]
-        reasons += self.explain(f for outcome in considered for f in outcome.findings)
+        reasons += self.explain(nearest(f for outcome in considered for f in outcome.findings))
         record = attrs.evolve(
             self.record,
             state=state.name,

@@ -22,7 +22,8 @@ from dosing.errors import Cancelled, DosingError
 from dosing.model import Protocol
 from dosing.observations import Observation, age_since, read_observation
 from dosing.output import console
-from dosing.replay import PatientReplay, replay
+from dosing.patient import PatientRecord
+from dosing.replay import PatientReplay, lab_points, replay
 from dosing.replay_output import CSV_FIELDS, csv_row
 from dosing.replay_run import load_timeline
 from dosing.store import (
@@ -36,6 +37,7 @@ from dosing.store import (
     Superseded,
     dose_in_force,
 )
+from dosing.tables import CourseTable, Row, for_terminal, plain, rule_cell
 from dosing.timeline import DRAWN_ON, LONG_COLUMNS
 from dosing.units import split_text
 
@@ -112,25 +114,20 @@ def show_history(
         drug = protocol_for(patient.protocol).drug
         bundle = course_bundle(patient, visits, decisions, drug)
         sys.stdout.write(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
+    elif console.is_terminal:
+        console.print(for_terminal(_table(patient, visits), console.width))
+        _print_chain(store, patient_id)
     else:
-        console.print(_table(patient, visits))
-        chain = store.corrections(patient_id)
-        if chain:
-            console.print(_chain(store, chain))
+        sys.stdout.write(plain(_table(patient, visits)))
+        _print_chain(store, patient_id)
     if plot is not None:
-        from dosing.plots import plot_patient
+        _plot(protocol_for(patient.protocol), patient, visits, decisions, plot)
 
-        replayed = PatientReplay(patient_id, decisions=decisions)
-        seen: set[tuple[str, dt.date]] = set()
-        for visit in visits:  # each value once, on the day it was drawn
-            for o in visit.observations:
-                if not isinstance(o.value, str) and (o.name, o.drawn_on) not in seen:
-                    seen.add((o.name, o.drawn_on))
-                    replayed.values.append((o.drawn_on, o.name, o.value))
-        replayed.values.sort(key=lambda value: value[0])
-        written = plot_patient(protocol_for(patient.protocol), replayed, plot.parent)
-        written.replace(plot)
-        console.print(f"Wrote {plot}")
+
+def _print_chain(store: Store, patient_id: str) -> None:
+    chain = store.corrections(patient_id)
+    if chain:
+        console.print(_chain(store, chain))
 
 
 _CSV_MORE = (
@@ -197,31 +194,76 @@ def _answer(answer: Response | None) -> str:
     return f"{answer.kind}{by}"
 
 
-def _table(patient: Patient, visits: list[StoredVisit]) -> Table:
-    table = Table(title=f"{patient.patient_id} on {patient.protocol}", title_justify="left")
-    for column in ("visit", "date", "labs", "state", "action", "dose advised", "rule", "answer"):
-        table.add_column(column, overflow="fold")
+def _plot(
+    protocol: Protocol,
+    patient: Patient,
+    visits: list[StoredVisit],
+    decisions: list[Decision],
+    path: Path,
+) -> None:
+    """The course drawn into `path` (.png, .svg, or .pdf: the plot with the table under it),
+    each lab at the date it was drawn: one entered again at a later visit is drawn hollow."""
+    from dosing.plots import Format, plot_course
+
+    points = []
+    before = PatientRecord()
     for visit in visits:
-        labs = ", ".join(_shown(o, visit.date) for o in visit.observations if o.name not in _FACTS)
+        points += lab_points(protocol, before, visit.date, list(visit.observations))
+        before = visit.record
+    kinds: dict[str, Format] = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+    kind = kinds[path.suffix.lower()]  # the CLI checks it
+    table = plain(_table(patient, visits)) if kind == "pdf" else None
+    plot_course(protocol, patient.patient_id, decisions, points, path.parent, (kind,), table,
+                stem=path.stem)  # fmt: skip
+    console.print(f"Wrote {path}", markup=False)
+
+
+def _table(patient: Patient, visits: list[StoredVisit]) -> CourseTable:
+    rows = []
+    for visit in visits:
+        labs = tuple(
+            f"{o.name} {o.entered}" + (f" (drawn {o.drawn_on})" if o.drawn_on != visit.date else "")
+            for o in visit.observations
+            if o.name not in _FACTS
+        )
         decision = visit.decision
-        advised_doses = ", ".join(
+        advised = ", ".join(
             f"{d['amount']} {d['unit']} {d['frequency']}" for d in decision["doses"]
         )
-        row = str(visit.row)
+        answer = visit.response
+        details: list[tuple[str, tuple[str, ...]]] = [("labs", labs)] if labs else []
+        if answer is not None and answer.clinician:
+            details.append(("by", (answer.clinician,)))
+        if answer is None:
+            told = "-"
+        elif answer.kind == "overridden":
+            told = "overridden"
+            details.append(("override", (f"{answer.dose} ({answer.reason})",)))
+        else:
+            told = answer.kind
+            if answer.kind == "unknown" and answer.dose:  # imported: a dose given, no reason
+                details.append(("given", (answer.dose,)))
+        if answer is not None and answer.kind == "overridden" and answer.confirmed:
+            details.append(("confirmed", (answer.confirmed,)))
         if visit.supersedes is not None:
-            row += f" ({visit.supersedes.kind} {visit.supersedes.row})"
+            details.append(("correction", (_supersedes(visit.supersedes),)))
+        state = decision["state"]
         cells = (
-            row,
             str(visit.date),
-            labs,
-            decision["state"],
+            state,
             decision["action"],
-            advised_doses or "-",
-            ", ".join(rule["id"] for rule in decision["rules"]),
-            _answer(visit.response),
+            advised or "-",
+            rule_cell([rule["id"] for rule in decision["rules"]], state, decision["action"]),
+            told,
         )
-        table.add_row(*map(Text, cells))
-    return table
+        rows.append(Row(cells, tuple(details)))
+    return CourseTable(
+        f"{patient.patient_id} on {patient.protocol}",
+        ("date", "state", "action", "dose advised", "rule", "answer"),
+        tuple(rows),
+        coded="rule",
+        detail_headers=("by", "labs", "given", "override", "confirmed", "correction"),
+    )
 
 
 def _chain(store: Store, chain: list[CorrectionRow]) -> Table:
@@ -323,7 +365,7 @@ def import_into_store(store: Store, protocol: Protocol, path: Path) -> None:
         raise DosingError(
             f"the patient store cannot be written, so nothing was imported: {error}"
         ) from None
-    table = Table("patient", "state", "dose", "last visit", "next due", "visits stored")
+    rows: list[Row] = []
     done = _Tally()
     try:
         for result in replay(protocol, load_timeline(path, None), keep_visits=True):
@@ -351,14 +393,16 @@ def import_into_store(store: Store, protocol: Protocol, path: Path) -> None:
             )
             console.print(f"Imported {result.patient_id}: {_count(len(visits), 'visit')}{stopped}.")
             last = visits[-1]
-            table.add_row(
-                result.patient_id,
-                last.record.state or "-",
-                dose_in_force(last.decision.to_json()["doses"], last.response),
-                str(last.date),
-                str(last.decision.next_check or "-"),
-                str(len(visits)),
-            )
+            rows.append(
+                Row((
+                    result.patient_id,
+                    last.record.state or "-",
+                    dose_in_force(last.decision.to_json()["doses"], last.response),
+                    str(last.date),
+                    str(last.decision.next_check or "-"),
+                    str(len(visits)),
+                ))
+            )  # fmt: skip
     except KeyboardInterrupt:
         raise ImportCancelled(
             f"the import was interrupted. Imported before that: {done}; {_WHOLE}. Run the same "
@@ -370,7 +414,15 @@ def import_into_store(store: Store, protocol: Protocol, path: Path) -> None:
             "and run the same command again to import the rest"
         ) from None
     if done.patients:
-        console.print(table)
+        table = CourseTable(
+            "Imported patients, as they stand now:",
+            ("patient", "state", "dose", "last visit", "next due", "visits"),
+            tuple(rows),
+        )
+        if console.is_terminal:
+            console.print(for_terminal(table, console.width))
+        else:
+            sys.stdout.write(plain(table))
     console.print(f"Imported {done}.")
 
 

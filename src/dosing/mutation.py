@@ -14,7 +14,7 @@ scenario nobody wrote yet.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import attrs
@@ -121,17 +121,28 @@ class MutationResult:
 Outcome = list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
 
 
-def mutation_score(protocol: Protocol, invariant_examples: int = 0) -> MutationResult:
+MutantProgress = Callable[[str, int, int], None]
+"""Told (what, done, out of) as mutants are run: the CLI draws it; the core does not."""
+
+
+def _quiet(what: str, done: int, total: int) -> None:
+    """No progress to show."""
+
+
+def mutation_score(
+    protocol: Protocol, invariant_examples: int = 0, progress: MutantProgress = _quiet
+) -> MutationResult:
     """Run every mutant against the scenarios; with `invariant_examples`, search that many
     generated courses (and scenario timelines) of each survivor for a label invariant it
     breaks: the mutants only the invariants catch."""
     baseline = [_outcome(protocol, scenario) for scenario in protocol.scenarios]
     survivors = []
-    total = 0
-    for mutant in mutants(protocol):
-        total += 1
+    made = list(mutants(protocol))
+    total = len(made)
+    for done, mutant in enumerate(made, 1):
         if not _caught(mutant.protocol, baseline):
             survivors.append(mutant)
+        progress("mutants against the scenarios", done, total)
     by_invariants: list[Mutant] = []
     if invariant_examples and protocol.invariants and survivors:
         from dosing.property_search import search, search_all  # hypothesis: only when asked
@@ -140,7 +151,7 @@ def mutation_score(protocol: Protocol, invariant_examples: int = 0) -> MutationR
         kept = attrs.evolve(protocol, properties=())
         itself = {found.property for found in search_all(kept, invariant_examples, shrink=False)}
         watched = tuple(i for i in protocol.invariants if i.name not in itself)
-        for mutant in survivors if watched else ():
+        for done, mutant in enumerate(survivors if watched else (), 1):
             only_invariants = attrs.evolve(mutant.protocol, properties=(), invariants=watched)
             try:
                 broken = search(only_invariants, invariant_examples, shrink=False) is not None
@@ -148,6 +159,7 @@ def mutation_score(protocol: Protocol, invariant_examples: int = 0) -> MutationR
                 broken = True
             if broken:
                 by_invariants.append(mutant)
+            progress("survivors against the label invariants", done, len(survivors))
     return MutationResult(
         protocol.id,
         total,

@@ -48,12 +48,19 @@ def _bullets(mark: str, lines: tuple[str, ...], style: str) -> Table:
 
 def print_grid(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """A table in rich's default box, drawn directly: rich takes seconds for 10,000 rows,
-    and `dosing patients` must list that many in well under one. Cells are not wrapped."""
+    and `dosing patients` must list that many in well under one. Cells are not wrapped; on a
+    terminal too narrow for the box, the table is laid out to fit (tables.for_terminal)."""
     rows = list(rows)
     widths = [
         max([len(header), *(len(row[column]) for row in rows)])
         for column, header in enumerate(headers)
     ]
+    if console.is_terminal and sum(widths) + 3 * len(widths) + 1 > console.width:
+        from dosing.tables import CourseTable, Row, for_terminal
+
+        table = CourseTable("", tuple(headers), tuple(Row(tuple(row)) for row in rows))
+        console.print(for_terminal(table, console.width))  # fits: a person reads it
+        return
 
     def line(left: str, fill: str, middle: str, right: str) -> str:
         return left + middle.join(fill * (width + 2) for width in widths) + right + "\n"
@@ -110,7 +117,8 @@ def dose_text(spec: DoseSpec) -> str:
 
 
 def protocol_tables(protocol: Protocol) -> Group:
-    """States, transitions (as a tree, to read in any terminal width), inputs, site parameters."""
+    """States, transitions (as a tree, to read in any terminal width), inputs, site
+    parameters, and the sources the rules cite."""
     from rich.tree import Tree
 
     header = Text.assemble(
@@ -160,4 +168,10 @@ def protocol_tables(protocol: Protocol) -> Group:
     parameters.add_column("note")
     for parameter in protocol.parameters.values():
         parameters.add_row(*map(Text, (parameter.name, parameter.value, parameter.note)))
-    return Group(header, states, rules, inputs, parameters)
+    sources = Table(title="Sources (every rule cites one)", title_justify="left")
+    sources.add_column("id", no_wrap=True)
+    sources.add_column("kind", no_wrap=True)
+    sources.add_column("public record, and where to look")
+    for source in protocol.sources.values():
+        sources.add_row(Text(source.id), Text(source.kind), Text(f"{source.ref}\n{source.cite}"))
+    return Group(header, states, rules, inputs, parameters, sources)

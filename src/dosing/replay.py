@@ -17,7 +17,7 @@ import attrs
 
 from dosing.choice import apply_choice, matches, override_note
 from dosing.decision import Decision
-from dosing.engine import refer_conflicting, step
+from dosing.engine import refer_conflicting, step, visit_values
 from dosing.errors import DosingError
 from dosing.model import Protocol
 from dosing.observations import Observation, ObservationReader, age_observation, age_since
@@ -32,6 +32,26 @@ class StartPoint:
     state: str | None = None
     therapy_start: dt.date | None = None
     memory: Mapping[str, Fraction | str] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class LabPoint:
+    """A lab value at the date it was drawn, for plots."""
+
+    drawn_on: dt.date
+    name: str
+    value: Fraction
+    used_on: dt.date | None = None
+    """The later visit that used this value again (re-entered or carried forward); None for
+    a value measured for the visit it was used at."""
+
+    @property
+    def reused(self) -> bool:
+        return self.used_on is not None
+
+
+DERIVED_PLOTTED = ("crcl",)
+"""Values the engine derives that a plot shows when the rules read them (CrCl)."""
 
 
 @attrs.define
@@ -49,8 +69,9 @@ class PatientReplay:
     rejected: list[Rejected] = attrs.Factory(list)
     stopped_at: int | None = None
     """The line of the row that stopped this patient's replay, if one did."""
-    values: list[tuple[dt.date, str, Fraction]] = attrs.Factory(list)
-    """Lab values by date (kept only when asked for, for plots)."""
+    values: list[LabPoint] = attrs.Factory(list)
+    """Lab values at their draw dates, and derived values the rules read (CrCl) at their
+    visit (kept only when asked for, for plots)."""
     visits: list[tuple[list[Observation], PatientRecord]] = attrs.Factory(list)
     """Per decision, the visit's observations and the record after it (kept when asked for)."""
     start: PatientRecord | None = None
@@ -129,6 +150,7 @@ def replay_patient(
             if first:
                 result.start = visit.record
             notes = _fhir_notes(visit_rows)
+            before = visit.record
             decision, record = _decide(protocol, visit, date, patient_id, visit_rows)
         except _BadRow as bad:
             result.rejected.append(bad.rejected)
@@ -141,11 +163,7 @@ def replay_patient(
         fresh = {observation.name for observation in visit.observations}
         result.carried_forward += _carried(protocol, record, fresh, date)
         if keep_values:
-            result.values.extend(
-                (observation.drawn_on, observation.name, observation.value)
-                for observation in visit.observations
-                if observation.name in protocol.labs and isinstance(observation.value, Fraction)
-            )
+            result.values.extend(lab_points(protocol, before, date, list(visit.observations)))
         if note is not None:
             decision = attrs.evolve(decision, warnings=(*decision.warnings, note))
             note = None
@@ -169,6 +187,27 @@ def replay_patient(
     return result
 
 
+def lab_points(
+    protocol: Protocol, before: PatientRecord, date: dt.date, observations: list[Observation]
+) -> list[LabPoint]:
+    """A visit's lab values at their draw dates (one drawn before the visit is reused), and
+    the derived values its rules read, as the engine computed them."""
+    points = [
+        LabPoint(o.drawn_on, o.name, o.value, date if o.drawn_on != date else None)
+        for o in observations
+        if (o.name in protocol.labs or o.name.removesuffix("_uln") in protocol.labs)
+        and isinstance(o.value, Fraction)
+    ]
+    derived = [name for name in DERIVED_PLOTTED if name in protocol.scope]
+    if derived:
+        known = visit_values(protocol, before, date, observations)
+        for name in derived:
+            value = known.get(name)
+            if isinstance(value, Fraction):
+                points.append(LabPoint(date, name, value))
+    return points
+
+
 def _decide(
     protocol: Protocol, visit: _Visit, date: dt.date, patient_id: str, visit_rows: list[Row]
 ) -> tuple[Decision, PatientRecord]:
@@ -183,7 +222,9 @@ def _decide(
         return step(protocol, visit.record, date, visit.observations, patient_id)
     except DosingError as error:
         first = visit_rows[0]
-        bad = Rejected(first.line, patient_id, "date", date.isoformat(), str(error))
+        bad = Rejected(
+            first.line, patient_id, "date", date.isoformat(), str(error), date.isoformat()
+        )
         raise _BadRow(bad, first) from None
 
 
@@ -191,9 +232,14 @@ def _not_replayed(result: PatientReplay, rows: list[Row], line: int, skip: Row |
     reason = f"not replayed: {result.patient_id}'s replay stopped at line {line}"
     for row in rows:
         if row is not skip:
+            day = _iso(row.day)
             result.rejected.append(
-                Rejected(row.line, result.patient_id, row.column, row.text, reason)
+                Rejected(row.line, result.patient_id, row.column, row.text, reason, day, row.name)
             )
+
+
+def _iso(day: int) -> str:
+    return dt.date.fromordinal(day).isoformat()
 
 
 class _BadRow(Exception):
@@ -277,7 +323,9 @@ def _read_visit(
                     kept.append(observation)
                     conflicts.append(_conflict(known[0], known[1], observation, row))
         except DosingError as error:
-            bad = Rejected(row.line, patient_id, row.column, row.text, str(error))
+            bad = Rejected(
+                row.line, patient_id, row.column, row.text, str(error), _iso(row.day), row.name
+            )
             raise _BadRow(bad, row) from None
     latest: dict[str, dt.date] = {}
     for observation in kept:

@@ -22,6 +22,7 @@ from rich.text import Text
 from dosing.characters import shown
 from dosing.decision import Decision
 from dosing.replay import PatientReplay, Summary
+from dosing.tables import CourseTable, Row, rule_cell
 from dosing.timeline import Rejected, Timeline
 
 CSV_FIELDS = (
@@ -70,14 +71,12 @@ def csv_row(decision: Decision) -> list[str]:
     ]
 
 
-def patient_table(patient: PatientReplay) -> Table:
+def patient_table(patient: PatientReplay) -> CourseTable:
     """One patient's course as a table a person reads top to bottom."""
     title = f"{patient.patient_id}"
     if patient.stopped_at is not None:
         title += f"  (replay stopped at line {patient.stopped_at})"
-    table = Table(title=Text(title), title_justify="left", expand=False)
-    for column in ("date", "state", "action", "dose", "rule", "given", "warnings"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for decision in patient.decisions:
         given = ""
         if decision.dose_given is not None:
@@ -88,12 +87,12 @@ def patient_table(patient: PatientReplay) -> Table:
             decision.state,
             decision.action,
             ", ".join(dose.short() for dose in decision.doses) or "-",
-            ", ".join(rule.id for rule in decision.rules),
+            rule_cell([rule.id for rule in decision.rules], decision.state, decision.action),
             given,
-            "; ".join(decision.warnings),
         )
-        table.add_row(*map(Text, cells))  # plain: a dose given of '1[/]mg' is text, not markup
-    return table
+        rows.append(Row(cells, notes=decision.warnings))
+    headers = ("date", "state", "action", "dose", "rule", "given")
+    return CourseTable(title, headers, tuple(rows), coded="rule")
 
 
 def summary_view(summary: Summary, timeline: Timeline) -> Group:
@@ -150,10 +149,16 @@ def rejected_message(rejected: Rejected, source: str) -> str:
     return f"{source}:{rejected.line}: column {rejected.column}: {value}: {rejected.reason}"
 
 
+REJECTS_FIELDS = ("line", "patient_id", "date", "name", "column", "value", "reason")
+
+
 def write_rejects(path: Path, rejected: list[Rejected]) -> None:
-    """Rejected rows as CSV for correction, in file order."""
+    """Rejected rows as CSV for correction, in file order: the line, the patient, the date
+    and the observation's name (where the row gave them), the column, the value, the reason."""
     with atomic_text(path) as stream:
         writer = csv.writer(stream)
-        writer.writerow(("line", "patient_id", "column", "value", "reason"))
+        writer.writerow(REJECTS_FIELDS)
         for row in sorted(rejected):
-            writer.writerow(row)
+            writer.writerow(
+                (row.line, row.patient_id, row.date, row.name, row.column, row.value, row.reason)
+            )

@@ -14,10 +14,9 @@ import sys
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import attrs
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dosing.errors import TimelineError
@@ -41,6 +40,10 @@ from dosing.replay_output import (
     summary_view,
     write_rejects,
 )
+from dosing.tables import for_terminal, plain
+
+if TYPE_CHECKING:
+    from dosing.plots import Format
 from dosing.timeline import Rejected, Timeline, read_timeline
 
 PROGRESS_FROM_ROWS = 20_000
@@ -57,6 +60,7 @@ class ReplayOptions:
     output: Path | None = None
     summary: bool = False
     plot: Path | None = None
+    pdf: bool = False
     rejects: Path | None = None
     strict: bool = False
     format_in: Literal["long", "wide"] | None = None
@@ -108,8 +112,10 @@ def _destination(path: Path | None) -> Iterator[IO[str]]:
         raise write_failed("--output", path, error) from None
 
 
-def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
-    """The whole replay command. Raises DosingError (exit 2) on a file that cannot be used."""
+def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
+    """The whole replay command. Raises DosingError (exit 2) on a file that cannot be used.
+    Returns whether every row was accounted for as used, superseded or carried: False when a
+    row was rejected or a patient's replay stopped at a bad row (the command exits 1)."""
     for option, target in (("--output", options.output), ("--rejects", options.rejects)):
         if target is not None:
             check_writable(target, option)
@@ -144,25 +150,30 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> None:
             rejected.extend(patient.rejected)
             write(patient)
             if options.plot is not None:
-                _plot(protocol, patient, options.plot)
+                _plot(protocol, patient, options.plot, options.pdf)
             advance()
     if options.summary:
         view = summary_view(summary, timeline)
         to_stdout = options.output is not None or options.output_format == "table"
         (console if to_stdout else error_console).print(view)
-    _report_rejects(rejected, source)
     if options.rejects is not None:
         try:
             write_rejects(options.rejects, rejected)
         except OSError as error:
             raise write_failed("--rejects", options.rejects, error) from None
+    _report_rejects(rejected, source, options.rejects)
+    return not rejected and not summary.stopped
 
 
-def _plot(protocol: Protocol, patient: PatientReplay, folder: Path) -> None:
-    from dosing.plots import plot_patient
+def _plot(protocol: Protocol, patient: PatientReplay, folder: Path, pdf: bool) -> None:
+    """PATIENT.png and PATIENT.svg; with --pdf, PATIENT.pdf: the plot, the table under it."""
+    from dosing.plots import plot_course
 
+    table = plain(patient_table(patient)) if pdf else None
+    formats: tuple[Format, ...] = ("png", "svg", "pdf") if pdf else ("png", "svg")
     try:
-        plot_patient(protocol, patient, folder)
+        plot_course(protocol, patient.patient_id, patient.decisions, patient.values, folder,
+                    formats, table)  # fmt: skip
     except OSError as error:
         raise write_failed("--plot", folder, error) from None
 
@@ -189,8 +200,13 @@ def _writer(kind: str, stream: IO[str], terminal: bool) -> _Write:
         rows = csv.writer(stream)
         rows.writerow(CSV_FIELDS)
         return lambda patient: rows.writerows(csv_row(d) for d in patient.decisions)
-    target = console if terminal else Console(file=stream, width=120, no_color=True)
-    return lambda patient: target.print(patient_table(patient))
+    if terminal and console.is_terminal:
+        return lambda patient: console.print(for_terminal(patient_table(patient), console.width))
+
+    def write_plain(patient: PatientReplay) -> None:
+        stream.write(plain(patient_table(patient)))
+
+    return write_plain
 
 
 @contextlib.contextmanager
@@ -204,16 +220,21 @@ def _progress(timeline: Timeline) -> Iterator[_Advance]:
         yield lambda: progress.advance(task)
 
 
-def _report_rejects(rejected: list[Rejected], source: str) -> None:
+def counted(number: int, noun: str) -> str:
+    """'1 row', '2 rows'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _report_rejects(rejected: list[Rejected], source: str, saved: Path | None) -> None:
     if not rejected:
         return
     refused = sorted(row for row in rejected if not row.reason.startswith("not replayed:"))
     skipped = len(rejected) - len(refused)
-    error_console.print(
-        f"{len(refused)} rows rejected, {skipped} not replayed after a bad row "
-        "(use --rejects FILE to save them):",
-        highlight=False,
-    )
+    said = f"{counted(len(refused), 'row')} rejected"
+    if skipped:
+        said += f", {counted(skipped, 'row')} not replayed after a bad row"
+    kept = f"written to {saved}" if saved is not None else "use --rejects FILE to save them"
+    error_console.print(f"{said} ({kept}):", highlight=False, markup=False, soft_wrap=True)
     for row in refused[:REPORTED_REJECTS]:
         error_console.print(
             f"  {rejected_message(row, source)}", highlight=False, soft_wrap=True, markup=False

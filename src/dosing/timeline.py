@@ -62,6 +62,10 @@ class Rejected(NamedTuple):
     column: str
     value: str
     reason: str
+    date: str = ""
+    """The row's date as written (when the row had one)."""
+    name: str = ""
+    """The observation's name, when it could be read."""
 
 
 @attrs.define
@@ -250,14 +254,20 @@ def _read_long(
             rejected.append(Rejected(line, "", "patient_id", "", "a patient_id is required"))
             continue
         if day is None:
-            rejected.append(Rejected(line, patient, "date", raw_date, date_problem(raw_date)))
+            rejected.append(
+                Rejected(line, patient, "date", raw_date, date_problem(raw_date),
+                         raw_date.strip(), cells[i_name].strip())
+            )  # fmt: skip
             continue
         raw_name = cells[i_name].strip()
         name = known_names.get(raw_name, "")
         if name == "":
             name = known_names[raw_name] = _name(raw_name)
         if name is None:
-            rejected.append(Rejected(line, patient, "name", raw_name, _unknown_name(raw_name)))
+            rejected.append(
+                Rejected(line, patient, "name", raw_name, _unknown_name(raw_name),
+                         raw_date.strip(), raw_name)
+            )  # fmt: skip
             continue
         value = cells[i_value].strip()
         unit = cells[i_unit].strip() if i_unit is not None else ""
@@ -315,7 +325,9 @@ def _read_wide(
         if not patient or day is None:
             column, value = ("patient_id", "") if not patient else ("date", cells[i_date])
             reason = "a patient_id is required" if not patient else date_problem(cells[i_date])
-            timeline.rejected.append(Rejected(line, patient, column, value, reason))
+            timeline.rejected.append(
+                Rejected(line, patient, column, value, reason, cells[i_date].strip())
+            )
             continue
         rows = timeline.patients.setdefault(patient, [])
         for index, name, unit, title in columns:
