@@ -4,7 +4,9 @@ discovery, cards from a full prefetch and from a stand-in FHIR server, refusals 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import re
 import subprocess
@@ -312,7 +314,7 @@ def test_an_unknown_service_is_404(service: Service) -> None:
 def dosing(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dosing", *args], capture_output=True, text=True, cwd=ROOT,
-        env={"NO_COLOR": "1", "COLUMNS": "2000", "PATH": "/usr/bin:/bin"},
+        env={"NO_COLOR": "1", "COLUMNS": "300", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
 
 
@@ -350,7 +352,18 @@ def test_an_override_with_its_reason_is_kept_and_shown_by_history(service: Servi
         "(https://ehr.example.org/override-reasons#pt-pref); comment: starts at 400 mg after "
         "the haematologist's review; CDS Hooks feedback, 2026-11-22T10:15:00Z)"
     ) in " ".join(shown.stdout.split())
+    assert "Practitioner/dr-1" in shown.stdout  # who answered, from the hook's userId
     assert "start-reduced" in shown.stdout
+    exported = dosing("history", patient_id, "--format", "csv", "--db", str(service.served.db))
+    [row] = csv.DictReader(io.StringIO(exported.stdout))
+    assert (row["answer"], row["clinician"], row["dose_given"]) == (
+        "overridden", "Practitioner/dr-1", "not reported by the EHR"
+    )  # fmt: skip
+    assert row["answer_reason"] == (
+        "Patient preference (https://ehr.example.org/override-reasons#pt-pref); comment: "
+        "starts at 400 mg after the haematologist's review; CDS Hooks feedback, "
+        "2026-11-22T10:15:00Z"
+    )
     worklist = service.post(
         "/cds-services/dosing-worklist",
         hook_request(patient_id, imatinib_prefetch(patient_id, TODAY), hook="patient-view"),

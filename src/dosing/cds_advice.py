@@ -45,6 +45,8 @@ class HookCall:
     fhir_server: str | None
     fhir_token: str | None
     draft_orders: Any
+    user_id: str | None = None
+    """The user the card is for (context.userId: 'Practitioner/123')."""
 
 
 def _text(value: Any, where: str) -> str:
@@ -83,7 +85,11 @@ def read_call(document: Any, service: Service) -> HookCall:
         token = _text(authorization.get("access_token"), "fhirAuthorization.access_token")
         if authorization.get("token_type") != "Bearer":
             raise Refusal(400, "fhirAuthorization.token_type: expected Bearer")
-    return HookCall(hook, instance, patient_id, prefetch, server, token, context.get("draftOrders"))
+    user = context.get("userId")
+    return HookCall(
+        hook, instance, patient_id, prefetch, server, token, context.get("draftOrders"),
+        user if isinstance(user, str) and user.strip() else None,
+    )  # fmt: skip
 
 
 def orders_other_drugs(draft_orders: Any, drug: str) -> bool:
@@ -201,7 +207,7 @@ class Adviser:
         facts = registered.facts if registered else _facts(labs, patient_id)
         pending = PendingVisit(
             Patient(patient_id, protocol.id, facts), decided_from, today, given.observations,
-            decision, after,
+            decision, after, call.user_id,
         )  # fmt: skip
         card_uuid, suggestion_uuid = str(uuid.uuid4()), str(uuid.uuid4())
         kept = Kept(card_uuid, service.id, call.hook_instance, pending)

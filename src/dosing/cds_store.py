@@ -44,6 +44,8 @@ class PendingVisit:
     observations: list[Observation]
     decision: Decision
     record: PatientRecord
+    clinician: str | None = None
+    """Who the card was shown to (the hook's context.userId), recorded with the answer."""
 
 
 def _to_json(pending: PendingVisit) -> str:
@@ -58,6 +60,7 @@ def _to_json(pending: PendingVisit) -> str:
             ],
             "decision": pending.decision.to_json(),
             "record": record_to_json(pending.record),
+            "clinician": pending.clinician,
         }
     )
 
@@ -87,6 +90,7 @@ def _from_json(patient_id: str, date: str, text: str) -> PendingVisit:
         ],
         decision=decision_from_json(data["decision"]),
         record=record_from_json(data["record"]),
+        clinician=data.get("clinician"),
     )
 
 
@@ -141,13 +145,13 @@ class Feedback:
     """The override reason (coding and comment), in words."""
 
 
-def response_for(feedback: Feedback) -> Response:
+def response_for(feedback: Feedback, clinician: str | None = None) -> Response:
     """The clinician's answer as `dosing visit` records it."""
     when = f"CDS Hooks feedback, {feedback.outcome_at}"
     if feedback.outcome == "accepted":
-        return Response("accepted", None, when)
+        return Response("accepted", None, when, clinician=clinician)
     reason = f"{feedback.reason}; {when}" if feedback.reason else f"no reason given; {when}"
-    return Response("overridden", DOSE_NOT_REPORTED, reason)
+    return Response("overridden", DOSE_NOT_REPORTED, reason, clinician=clinician)
 
 
 def record_feedback(store: Store, stored: StoredCard, feedback: Feedback) -> int:
@@ -156,7 +160,7 @@ def record_feedback(store: Store, stored: StoredCard, feedback: Feedback) -> int
     (the feedback kept, no visit written) when the course changed since the card."""
     from dosing.store import StaleCourse
 
-    response = response_for(feedback)
+    response = response_for(feedback, stored.pending.clinician)
 
     def link(visit_row: int | None) -> None:
         store.connection.execute(

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import attrs
 
-from dosing.derived import age_on
-from dosing.errors import DosingError, ObservationError, TimelineError
+from dosing.errors import ObservationError, TimelineError
 from dosing.fhir_in import FhirLabs, PatientFacts, Problem, Result, results_in_order
 from dosing.model import Protocol
-from dosing.observations import Observation, ObservationReader
+from dosing.observations import Observation, ObservationReader, age_observation
 from dosing.timeline import Rejected, Row, Timeline
-from dosing.units import format_number
 from dosing.vocabulary import VOCABULARY, Quantitative
 
 BIRTH_DATE = "birth_date"
@@ -42,12 +40,6 @@ class VisitInput:
     """Said in the decision: results not dosed on, and why."""
     problems: list[Problem]
     """Entries that could not be read; a caller that doses refuses or reports them."""
-
-
-def age_observation(birth: dt.date, visit: dt.date) -> Observation:
-    """The age on the visit date, exact, from the birth date (as `dosing visit` computes it)."""
-    years = age_on(birth, visit)
-    return Observation("age", years, f"{format_number(years, 2)} years, born {birth}", visit)
 
 
 def not_dosed_on(result: Result) -> str:
@@ -222,11 +214,3 @@ def fhir_timeline(labs: FhirLabs) -> Timeline:
         timeline.rows += 1
         timeline.observations += 1
     return timeline
-
-
-def birth_date_of(row: Row) -> dt.date:
-    """The birth date a BIRTH_DATE row gives (DosingError if it is not a date)."""
-    try:
-        return dt.date.fromisoformat(row.text.strip())
-    except ValueError:
-        raise DosingError(f"'{row.text}' is not a birth date (YYYY-MM-DD)") from None

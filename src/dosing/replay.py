@@ -296,7 +296,7 @@ def _read_visit(
     duplicates = superseded = 0
     for row in visit_rows:
         if row.name in _FHIR_ONLY:
-            continue  # read by _fhir_rows
+            continue  # a note for the decision (_fhir_notes)
         try:
             if row.name == "dose_given":
                 superseded += given is not None

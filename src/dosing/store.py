@@ -548,10 +548,11 @@ class Store:
                 "SELECT max(row) FROM decisions WHERE visit = ?", (visit_row,)
             ).fetchone()
             self.connection.execute(
-                "INSERT INTO responses (decision, kind, dose, reason, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (decision_row, response.kind, response.dose, response.reason, self._now()),
-            )
+                "INSERT INTO responses (decision, kind, dose, reason, recorded_at, clinician, "
+                "confirmed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (decision_row, response.kind, response.dose, response.reason, self._now(),
+                 response.clinician, response.confirmed),
+            )  # fmt: skip
             if also is not None:
                 also(visit_row)
 
