@@ -150,16 +150,7 @@ def test_memory_and_time_advance(imatinib: Protocol) -> None:
 def test_a_count_set_once_is_kept_when_the_visit_is_referred() -> None:
     """ruxolitinib-hes: platelets 90 seen at a visit that cannot decide (no ANC) still bar
     later increases: 'never < 100' covers every visit, referred ones too."""
-    from tests.conftest import ROOT, load_file
-
-    rux = load_file(ROOT / "protocols" / "ruxolitinib-hes.yaml")
-    record = PatientRecord(
-        state="on_ruxolitinib",
-        state_since=DAY - dt.timedelta(days=60),
-        therapy_started_on=DAY - dt.timedelta(days=60),
-        dose_since=DAY - dt.timedelta(days=30),
-        memory={"dose": Fraction(15)},
-    )
+    rux, record = _rux_at_15_mg()
     labs = {"platelets": "90 x10^9/L", "response": "partial"}
     decision, after = run(rux, record, labs, DAY)
     assert (decision.action, decision.doses) == ("refer", ())

@@ -751,6 +751,12 @@ class _Decider:
             ]
             return self.refer((), reasons)
         reasons = [f"No rule fired in state {state.name}", *self.explain(nearest(findings))]
+        return self.stay_as_before(state, state.stay, reasons)
+
+    def stay_as_before(
+        self, state: State, stay: Action, reasons: list[str]
+    ) -> tuple[Decision, PatientRecord]:
+        """The state's stay: the patient stays in the state, memory and labs kept."""
         record = attrs.evolve(
             self.record,
             state=state.name,
@@ -758,8 +764,8 @@ class _Decider:
             memory=self.memory,
             observations=self.merged,
         )
-        rules = (RuleRef(f"{state.name}:{state.stay}", state.source),)
-        return self.conclude(state, state.stay, rules, reasons, record)
+        rules = (RuleRef(f"{state.name}:{stay}", state.source),)
+        return self.conclude(state, stay, rules, reasons, record)
 
     def wait(
         self,
@@ -789,15 +795,7 @@ class _Decider:
         )
         reasons += [f"Not yet, because {because} ({source})" for because, source in whys]
         reasons += self.explain(nearest(f for outcome in considered for f in outcome.findings))
-        record = attrs.evolve(
-            self.record,
-            state=state.name,
-            state_since=self.record.state_since or self.visit,
-            memory=self.memory,
-            observations=self.merged,
-        )
-        rules_ref = (RuleRef(f"{state.name}:{state.stay}", state.source),)
-        decision, record = self.conclude(state, state.stay, rules_ref, reasons, record)
+        decision, record = self.stay_as_before(state, state.stay, reasons)
         if decision.action == "refer":
             return decision, record  # no dose can be given as the state says
         next_check = decision.next_check
