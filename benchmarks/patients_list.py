@@ -72,10 +72,10 @@ def generate(path: Path, patients: int, visits: int) -> None:
 
 def build(store: Path, folder: Path, options: argparse.Namespace) -> tuple[int, int]:
     """Import the template courses, then copy them to reach --patients; (patients, visits)."""
-    from dosing import catalog
-    from dosing.history import import_into_store
-    from dosing.output import console
-    from dosing.store import Store
+    from dosing.clinic.history import import_into_store
+    from dosing.clinic.store import Store
+    from dosing.protocol import catalog
+    from dosing.render.output import console
 
     timeline = folder / "templates.csv"
     generate(timeline, options.templates, options.visits)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dosing import catalog
-from dosing.store import Store
-from dosing.visit import run_visit
+from dosing.clinic.store import Store
+from dosing.clinic.visit import run_visit
+from dosing.protocol import catalog
 
 NEW = ["imatinib-hes", "1975-06-01", "F", "70 kg", "170 cm"]
 LABS_FIRST = ["1.2 x10^9/L", "180 x10^9/L", "30 U/L", "28 U/L", "0.7 mg/dL"]

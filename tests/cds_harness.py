@@ -20,8 +20,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from dosing.fhir_codes import LOINC, UCUM, VOCABULARY_SYSTEM
-from dosing.vocabulary import VOCABULARY
+from dosing.core.vocabulary import VOCABULARY
+from dosing.fhir.codes import LOINC, UCUM, VOCABULARY_SYSTEM
 
 ISSUER = "https://ehr.example.org"
 KID = "ehr-key-1"

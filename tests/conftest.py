@@ -14,8 +14,8 @@ from types import FrameType
 
 import pytest
 
-from dosing.model import Protocol
-from dosing.protocol_file import load_protocol
+from dosing.protocol.loader import load_protocol
+from dosing.protocol.model import Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_FILES = sorted((ROOT / "protocols").glob("*.yaml"))

@@ -13,9 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from dosing.fhir_codes import LOINC, SPELLING_UCUM, UCUM, UCUM_SPELLINGS, VOCABULARY_SYSTEM
-from dosing.units import unit_spelling
-from dosing.vocabulary import VOCABULARY, Categorical
+from dosing.core.units import unit_spelling
+from dosing.core.vocabulary import VOCABULARY, Categorical
+from dosing.fhir.codes import LOINC, SPELLING_UCUM, UCUM, UCUM_SPELLINGS, VOCABULARY_SYSTEM
 
 NOT_IN_FHIR = frozenset({"dose_given", "start_state", "therapy_start"})
 YES_NO = "http://terminology.hl7.org/CodeSystem/v2-0136"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from dosing.analysis import common_region, witness
-from dosing.guard_parser import compile_guard
-from dosing.guards import CategoryType, QuantityType, Scope
+from dosing.protocol.analysis import common_region, witness
+from dosing.protocol.guard_parser import compile_guard
+from dosing.protocol.guards import CategoryType, QuantityType, Scope
 
 SCOPE: Scope = {
     "anc": QuantityType("x10^9/L", "ANC"),

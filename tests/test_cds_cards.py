@@ -9,10 +9,10 @@ from typing import cast
 
 import pytest
 
-from dosing import catalog
-from dosing.cds_cards import INDICATORS, card, summary
-from dosing.decision import Decision, DoseLine, RuleRef
-from dosing.model import ACTIONS, Action
+from dosing.engine.decision import Decision, DoseLine, RuleRef
+from dosing.protocol import catalog
+from dosing.protocol.model import ACTIONS, Action
+from dosing.service.cards import INDICATORS, card, summary
 
 
 def decision(action: str, reasons: tuple[str, ...] = ("why",)) -> Decision:

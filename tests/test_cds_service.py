@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
-from dosing.fhir_codes import UCUM
+from dosing.fhir.codes import UCUM
 from tests.cds_harness import (
     FHIR_TOKEN,
     IMATINIB_START,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dosing.check import check
-from dosing.mutation import mutation_score
-from dosing.protocol_file import load_protocol
+from dosing.protocol.loader import load_protocol
+from dosing.verify.check import check
+from dosing.verify.mutation import mutation_score
 from tests.conftest import PROTOCOL_FILES, ROOT, load_file
 
 BROKEN = sorted((Path(__file__).parent / "broken_protocols").glob("*.yaml"))

@@ -7,11 +7,11 @@ from fractions import Fraction
 
 import pytest
 
-from dosing.checks import makeable
-from dosing.choice import apply_choice, concerns, is_dose, matches
-from dosing.decision import Decision, DoseLine
-from dosing.model import Action, Protocol
-from dosing.patient import PatientRecord
+from dosing.engine.choice import apply_choice, concerns, is_dose, matches
+from dosing.engine.decision import Decision, DoseLine
+from dosing.engine.patient import PatientRecord
+from dosing.protocol.checks import makeable
+from dosing.protocol.model import Action, Protocol
 
 DAY = dt.date(2026, 1, 5)
 

@@ -302,13 +302,13 @@ def test_internal_error_shows_no_values(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An unexpected error prints its type only: never a traceback or the values involved."""
-    import dosing.engine
-    from dosing import cli
+    import dosing.engine.step
+    from dosing.cli import app as cli
 
     def explode(*args: object, **kwargs: object) -> None:
         raise ValueError("patient P01 anc=0.31")
 
-    monkeypatch.setattr(dosing.engine, "step", explode)
+    monkeypatch.setattr(dosing.engine.step, "step", explode)
     monkeypatch.setattr(
         sys, "argv", ["dosing", "step", "imatinib-hes", *ADULT, *NORMAL, "--lab", "anc=0.31x10^9/L"]
     )
@@ -567,7 +567,8 @@ def test_an_internal_error_says_what_it_means_for_that_command(
     consequence: str,
 ) -> None:
     """Issue 10 item 14: 'no dose was given' was said by commands that never give one."""
-    from dosing import catalog, cli
+    from dosing.cli import app as cli
+    from dosing.protocol import catalog
 
     def explode(reference: str) -> None:
         raise ValueError("patient data")

@@ -16,9 +16,9 @@ from typing import Any
 import attrs
 import pytest
 
-from dosing import model_json
-from dosing.guards import Comparison
-from dosing.model import Protocol
+from dosing.protocol import model_json
+from dosing.protocol.guards import Comparison
+from dosing.protocol.model import Protocol
 from tests.conftest import PROTOCOL_FILES, ROOT, load_file
 
 STEP = [

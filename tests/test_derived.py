@@ -6,8 +6,8 @@ import datetime as dt
 import math
 from fractions import Fraction
 
-from dosing.derived import bsa_mosteller, crcl_cockcroft_gault
-from dosing.units import conversion, format_number
+from dosing.core.derived import bsa_mosteller, crcl_cockcroft_gault
+from dosing.core.units import conversion, format_number
 
 
 def test_mosteller() -> None:
@@ -32,7 +32,7 @@ def test_cockcroft_gault_female_factor() -> None:
 
 def test_an_age_turns_on_the_birthday_itself() -> None:
     """Born 1975-06-01: 17 completed years the day before the 18th birthday, 18 on it."""
-    from dosing.derived import age_on
+    from dosing.core.derived import age_on
 
     born = dt.date(1975, 6, 1)
     assert math.floor(age_on(born, dt.date(1993, 5, 31))) == 17
@@ -41,7 +41,7 @@ def test_an_age_turns_on_the_birthday_itself() -> None:
 
 def test_a_29_february_birthday_falls_on_1_march() -> None:
     """Born 2008-02-29: still 17 on 2026-02-28, 18 on 2026-03-01."""
-    from dosing.derived import age_on
+    from dosing.core.derived import age_on
 
     born = dt.date(2008, 2, 29)
     assert math.floor(age_on(born, dt.date(2026, 2, 28))) == 17
@@ -50,7 +50,7 @@ def test_a_29_february_birthday_falls_on_1_march() -> None:
 
 def test_in_the_first_year_an_age_is_exact_in_days() -> None:
     """42 days old is exactly 6 weeks, as the unit layer counts them."""
-    from dosing.derived import age_on
+    from dosing.core.derived import age_on
 
     six_weeks = conversion("weeks", "years", "age").apply(Fraction(6))
     assert age_on(dt.date(2026, 1, 1), dt.date(2026, 2, 12)) == six_weeks

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dosing.diagram import dot, mermaid
+from dosing.protocol.diagram import dot, mermaid
 from tests.conftest import PROTOCOL_FILES, ROOT, load_file
 
 

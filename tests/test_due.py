@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from dosing.due import next_due, overdue_days
+from dosing.clinic.due import next_due, overdue_days
 
 DAY = dt.date(2026, 3, 2)
 

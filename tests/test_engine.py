@@ -11,12 +11,12 @@ from fractions import Fraction
 import attrs
 import pytest
 
-from dosing.decision import Decision
-from dosing.engine import step
-from dosing.errors import EngineError
-from dosing.model import Protocol
-from dosing.observations import Observation, read_observation
-from dosing.patient import PatientRecord
+from dosing.core.errors import EngineError
+from dosing.engine.decision import Decision
+from dosing.engine.observations import Observation, read_observation
+from dosing.engine.patient import PatientRecord
+from dosing.engine.step import step
+from dosing.protocol.model import Protocol
 
 DAY = dt.date(2026, 1, 5)
 ADULT = {"age": "45", "sex": "F", "bleeding": "no", "eligibility_confirmed": "yes"}
@@ -37,8 +37,8 @@ def test_core_does_not_import_the_cli_libraries() -> None:
     """Loading and stepping a protocol imports neither rich nor typer."""
     code = (
         "import sys, datetime, pathlib;"
-        "from dosing.protocol_file import load_protocol; from dosing.engine import step;"
-        "from dosing.patient import PatientRecord;"
+        "from dosing.protocol.loader import load_protocol; from dosing.engine.step import step;"
+        "from dosing.engine.patient import PatientRecord;"
         "p = load_protocol(pathlib.Path('protocols/imatinib-hes.yaml').read_text());"
         "step(p, PatientRecord(), datetime.date(2026, 1, 5));"
         "bad = [m for m in ('rich', 'typer', 'click') if m in sys.modules];"
@@ -312,7 +312,7 @@ def test_a_course_date_after_the_visit_is_refused(imatinib: Protocol, field: str
 
 def test_refer_conflicting_keeps_no_value_of_the_name(imatinib: Protocol) -> None:
     """A conflicting visit refers, and the record keeps neither value nor the older one."""
-    from dosing.engine import refer_conflicting
+    from dosing.engine.step import refer_conflicting
 
     _, record = step(imatinib, PatientRecord(), DAY, observe(imatinib, {**ADULT, **NORMAL}))
     later = DAY + dt.timedelta(days=7)

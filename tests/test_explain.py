@@ -9,13 +9,13 @@ from fractions import Fraction
 
 import pytest
 
-import dosing.catalog as catalog
-from dosing.engine import step
-from dosing.explain import clinical
-from dosing.model import Protocol
-from dosing.observations import Observation, read_observation
-from dosing.patient import PatientRecord
-from dosing.scenarios import run_scenario
+import dosing.protocol.catalog as catalog
+from dosing.engine.explain import clinical
+from dosing.engine.observations import Observation, read_observation
+from dosing.engine.patient import PatientRecord
+from dosing.engine.step import step
+from dosing.protocol.model import Protocol
+from dosing.verify.scenarios import run_scenario
 
 DAY = dt.date(2026, 3, 1)
 NORMAL = {

@@ -20,16 +20,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from dosing import catalog
-from dosing.cli import app
-from dosing.errors import DosingError
-from dosing.fhir_codes import SPELLING_UCUM, UCUM, UCUM_SPELLINGS
-from dosing.fhir_in import FhirError, read_document
-from dosing.fhir_visit import visit_input
-from dosing.observations import ObservationReader
-from dosing.strict_json import JsonError, read_json
-from dosing.units import KNOWN_SPELLINGS, unit_spelling
-from dosing.vocabulary import VOCABULARY
+from dosing.cli.app import app
+from dosing.core.errors import DosingError
+from dosing.core.strict_json import JsonError, read_json
+from dosing.core.units import KNOWN_SPELLINGS, unit_spelling
+from dosing.core.vocabulary import VOCABULARY
+from dosing.engine.observations import ObservationReader
+from dosing.fhir.bundle import FhirError, read_document
+from dosing.fhir.codes import SPELLING_UCUM, UCUM, UCUM_SPELLINGS
+from dosing.protocol import catalog
+from dosing.replay.fhir_input import visit_input
 from tests.conftest import ROOT
 from tests.fhir_bundles import as_typed_csv, dumps, lab_bundle, long_rows, observation, patient
 
@@ -410,7 +410,7 @@ def test_a_replay_computes_the_age_at_every_visit_and_an_import_keeps_the_birth_
     db = tmp_path / "p.sqlite"
     imported = invoke("import-timeline", "imatinib-hes", str(path), "--db", str(db))
     assert imported.exit_code == 0, imported.output
-    from dosing.store import Store
+    from dosing.clinic.store import Store
 
     with Store(db) as store:
         stored = store.patient("P01")
@@ -435,7 +435,7 @@ def test_loinc_codes_cover_every_measure_the_shipped_protocols_read() -> None:
 def test_step_without_fhir_does_not_load_pydantic() -> None:
     """The core install's `dosing step` pays nothing for the fhir extra."""
     code = (
-        "import sys; from dosing import cli; sys.argv = ['dosing', 'step', 'imatinib-hes', "
+        "import sys; from dosing.cli import app as cli; sys.argv = ['dosing', 'step', 'imatinib-hes', "
         "'--patient', 'age=45', '--lab', 'anc=1.2x10^9/L', '--json']\n"
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "bad = [m for m in ('pydantic', 'fhir', 'starlette', 'jwt') if m in sys.modules]\n"

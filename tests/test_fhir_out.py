@@ -11,7 +11,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
-from dosing.fhir_codes import DECISION_EXTENSION, GTS_ABBREVIATION, RESPONSE_EXTENSION, UCUM
+from dosing.fhir.codes import DECISION_EXTENSION, GTS_ABBREVIATION, RESPONSE_EXTENSION, UCUM
 from tests.conftest import ROOT
 from tests.test_fhir_in import invoke
 
@@ -74,8 +74,8 @@ def test_each_frequency_has_its_timing_code_and_repeat(
     """QD, BID, Q48H (every other day, never the error-prone QOD) and WK, with the repeat."""
     from fractions import Fraction
 
-    from dosing.decision import DoseLine
-    from dosing.fhir_out import dosage
+    from dosing.engine.decision import DoseLine
+    from dosing.fhir.resources import dosage
 
     written = dosage(DoseLine("imatinib", Fraction(100), "mg", frequency))
     assert written["timing"]["code"]["text"] == code

@@ -32,16 +32,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from dosing.catalog import load
-from dosing.check import check
-from dosing.diagram import dot, mermaid
-from dosing.errors import ProtocolError, TimelineError, UnitError
-from dosing.output import protocol_tables
-from dosing.protocol_file import load_protocol
-from dosing.replay import Summary, replay
-from dosing.replay_output import csv_row, jsonl_line, patient_table
-from dosing.timeline import read_timeline
-from dosing.units import KNOWN_SPELLINGS, split_value
+from dosing.core.errors import ProtocolError, TimelineError, UnitError
+from dosing.core.units import KNOWN_SPELLINGS, split_value
+from dosing.protocol.catalog import load
+from dosing.protocol.diagram import dot, mermaid
+from dosing.protocol.loader import load_protocol
+from dosing.render.output import protocol_tables
+from dosing.replay.replay import Summary, replay
+from dosing.replay.timeline import read_timeline
+from dosing.replay.writers import csv_row, jsonl_line, patient_table
+from dosing.verify.check import check
 from tests.conftest import ROOT, time_limit
 
 pytestmark = pytest.mark.fuzz

@@ -8,9 +8,9 @@ from typing import cast
 
 import pytest
 
-from dosing.errors import GuardSyntaxError, ProtocolError
-from dosing.guard_parser import compile_guard, parse
-from dosing.guards import CategoryType, CountType, QuantityType, Scope, evaluate
+from dosing.core.errors import GuardSyntaxError, ProtocolError
+from dosing.protocol.guard_parser import compile_guard, parse
+from dosing.protocol.guards import CategoryType, CountType, QuantityType, Scope, evaluate
 from tests.conftest import time_limit
 
 SCOPE: Scope = {
@@ -135,7 +135,7 @@ def test_count_decides_when_every_possible_count_agrees() -> None:
 
 def test_counts_nest_and_definitions_are_reused() -> None:
     """A definition can be a count; a count can hold a count."""
-    from dosing.guard_parser import parse_definition
+    from dosing.protocol.guard_parser import parse_definition
 
     cytopenia = parse_definition("count(anc < 1 x10^9/L, platelets < 100 x10^9/L) >= 2", {})
     criteria = parse_definition(
@@ -273,7 +273,7 @@ def test_a_megabyte_guard_is_tokenized_in_linear_time() -> None:
 def test_definitions_that_double_at_each_step_are_refused() -> None:
     """A definition used twice in the next, over and over, doubles the guard each time: 2^40
     conditions once written out. Refused where it passes 1000."""
-    from dosing.guard_parser import Definitions, parse_definition
+    from dosing.protocol.guard_parser import Definitions, parse_definition
 
     definitions: dict[str, object] = {"d0": parse_definition("anc < 1 x10^9/L", {})}
     for level in range(1, 10):  # d9 is 512 conditions

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dosing.cli import app
+from dosing.cli.app import app
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "examples" / "imatinib-hes-timeline.csv"

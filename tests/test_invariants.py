@@ -13,13 +13,13 @@ from fractions import Fraction
 import attrs
 import pytest
 
-from dosing.decision import Decision, DoseLine, RuleRef
-from dosing.errors import ProtocolError
-from dosing.invariants import CourseWatch
-from dosing.model import Action, Protocol
-from dosing.observations import read_observation
-from dosing.patient import PatientRecord
-from dosing.protocol_file import load_protocol
+from dosing.core.errors import ProtocolError
+from dosing.engine.decision import Decision, DoseLine, RuleRef
+from dosing.engine.observations import read_observation
+from dosing.engine.patient import PatientRecord
+from dosing.protocol.loader import load_protocol
+from dosing.protocol.model import Action, Protocol
+from dosing.verify.invariants import CourseWatch
 from tests.conftest import ROOT
 
 TACROLIMUS = (ROOT / "protocols" / "tacrolimus-trough.yaml").read_text(encoding="utf-8")
@@ -360,7 +360,7 @@ def test_mutation_counts_the_mutants_only_a_label_invariant_catches() -> None:
     """Without the scenarios on a trough of exactly 10 ng/mL, 'decrease above 10' read as
     'at or above 10' survives the scenarios; 'no decrease with a trough at or below 10 ng/mL'
     (the seed's 5-10 target) catches it on generated courses."""
-    from dosing.mutation import mutation_score
+    from dosing.verify.mutation import mutation_score
 
     text = TACROLIMUS
     for name in ("a trough of exactly 10 ng/mL continues", "a trough of exactly 10 ug/L continues"):
@@ -384,7 +384,7 @@ def test_mutation_counts_the_mutants_only_a_label_invariant_catches() -> None:
 def test_a_reversed_hold_breaks_the_label_invariant_it_contradicts() -> None:
     """imatinib-hes with the hematologic hold reversed (held while ANC is normal, given once
     it falls) gives a dose while ANC is below 1.0, which the label forbids."""
-    from dosing.property_search import search_all
+    from dosing.verify.property_search import search_all
 
     text = (ROOT / "protocols" / "imatinib-hes.yaml").read_text(encoding="utf-8")
     hold = "when: anc < 1.0 x10^9/L or platelets < 50 x10^9/L\n        to: hold_heme"

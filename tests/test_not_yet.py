@@ -10,14 +10,14 @@ from fractions import Fraction
 import attrs
 import pytest
 
-from dosing.check import not_yet
-from dosing.decision import Decision
-from dosing.engine import missing_for_decision, step
-from dosing.invariants import CourseWatch
-from dosing.model import Protocol
-from dosing.observations import Observation, read_observation
-from dosing.patient import PatientRecord
-from dosing.protocol_file import load_protocol
+from dosing.engine.decision import Decision
+from dosing.engine.observations import Observation, read_observation
+from dosing.engine.patient import PatientRecord
+from dosing.engine.step import missing_for_decision, step
+from dosing.protocol.loader import load_protocol
+from dosing.protocol.model import Protocol
+from dosing.verify.check import not_yet
+from dosing.verify.invariants import CourseWatch
 from tests.conftest import ROOT, load_file
 
 DAY = dt.date(2026, 3, 2)
@@ -397,7 +397,7 @@ def test_a_hold_below_a_waiting_rule_says_the_rule_waits(small: Protocol) -> Non
 
 
 def test_a_waiting_decision_round_trips_through_json(small: Protocol) -> None:
-    from dosing.decision import decision_from_json
+    from dosing.engine.decision import decision_from_json
 
     decision = _decide(small, {"anc": "2 x10^9/L", "platelets": "200 x10^9/L"})
     assert decision_from_json(decision.to_json()) == decision
@@ -479,7 +479,7 @@ def test_no_shipped_rule_that_waits_holds_stops_or_cuts_for_toxicity(name: str) 
 
 
 def test_dosing_diff_shows_a_rule_that_now_waits(small: Protocol) -> None:
-    from dosing.diff import rule_changes
+    from dosing.replay.diff import rule_changes
 
     start = SMALL.index("        waits_for:\n")
     end = SMALL.index("      - rule: hold\n")

@@ -7,9 +7,9 @@ from fractions import Fraction
 
 import pytest
 
-from dosing.errors import ObservationError
-from dosing.model import Protocol
-from dosing.observations import read_observation
+from dosing.core.errors import ObservationError
+from dosing.engine.observations import read_observation
+from dosing.protocol.model import Protocol
 
 DAY = dt.date(2026, 1, 5)
 COUNTS = "x10^9/L, 10^9/L, 10*9/L, G/L, 10^3/uL, K/uL, /mm3, /uL, cells/uL"

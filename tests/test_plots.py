@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from dosing.catalog import load
-from dosing.decision import Decision, RuleRef
-from dosing.plots import carried, merged_points, periods, plan, plot_course
-from dosing.replay import LabPoint, replay
-from dosing.replay_run import load_timeline
+from dosing.engine.decision import Decision, RuleRef
+from dosing.protocol.catalog import load
+from dosing.replay.plots import carried, merged_points, periods, plan, plot_course
+from dosing.replay.replay import LabPoint, replay
+from dosing.replay.run import load_timeline
 from tests.conftest import ROOT
 from tests.test_replay import TIMELINES
 

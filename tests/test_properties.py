@@ -1,5 +1,5 @@
 """The properties each protocol declares, searched for counterexamples on generated timelines
-(dosing.property_search); the same search runs in `dosing check`."""
+(dosing.verify.property_search); the same search runs in `dosing check`."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from pathlib import Path
 import attrs
 import pytest
 
-from dosing.check import check
-from dosing.engine import step
-from dosing.errors import ProtocolError
-from dosing.model import Protocol
-from dosing.observations import read_observation
-from dosing.patient import PatientRecord
-from dosing.properties import over_maximum
-from dosing.property_search import search
-from dosing.protocol_file import load_protocol
-from dosing.scenarios import SCENARIO_START
+from dosing.core.errors import ProtocolError
+from dosing.engine.observations import read_observation
+from dosing.engine.patient import PatientRecord
+from dosing.engine.step import step
+from dosing.protocol.loader import load_protocol
+from dosing.protocol.model import Protocol
+from dosing.verify.check import check
+from dosing.verify.properties import over_maximum
+from dosing.verify.property_search import search
+from dosing.verify.scenarios import SCENARIO_START
 
 from .conftest import PROTOCOL_FILES, ROOT, load_file
 
@@ -76,7 +76,7 @@ def test_an_escalation_past_the_maximum_is_found() -> None:
 
 def test_a_recommended_dose_past_the_maximum_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without the engine's safeguard, the escalation itself is recommended.
-    monkeypatch.setattr("dosing.engine._Decider.within_limit", lambda self, doses: True)
+    monkeypatch.setattr("dosing.engine.step._Decider.within_limit", lambda self, doses: True)
     nilg = load_file(NILG)
     protocol = attrs.evolve(
         nilg,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dosing.errors import ProtocolError
-from dosing.model import Protocol
-from dosing.protocol_file import load_protocol
+from dosing.core.errors import ProtocolError
+from dosing.protocol.loader import load_protocol
+from dosing.protocol.model import Protocol
 from tests.conftest import PROTOCOL_FILES, ROOT, load_file, time_limit
 
 INVALID = sorted((Path(__file__).parent / "invalid_protocols").glob("*.yaml"))
@@ -121,10 +121,10 @@ def test_a_guard_with_a_leading_zero_exponent_reads_ten_to_the_ninth() -> None:
     """Issue 10 item 3: 'anc < 1.5 x10^09/L' loaded as anc < 1.5e-8, and ANC 1.2 got 400 mg."""
     import datetime as dt
 
-    from dosing.engine import step
-    from dosing.guards import Comparison
-    from dosing.observations import read_observation
-    from dosing.patient import PatientRecord
+    from dosing.engine.observations import read_observation
+    from dosing.engine.patient import PatientRecord
+    from dosing.engine.step import step
+    from dosing.protocol.guards import Comparison
 
     text = (Path(__file__).parent / "invalid_protocols" / "valid_tiny.yaml").read_text()
     protocol = load_protocol(text.replace("x10^9/L", "x10^09/L"), "tiny.yaml")

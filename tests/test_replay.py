@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from dosing.catalog import load
-from dosing.replay import Summary, replay
-from dosing.replay_output import jsonl_line
-from dosing.replay_run import load_timeline
-from dosing.timeline import read_timeline
+from dosing.protocol.catalog import load
+from dosing.replay.replay import Summary, replay
+from dosing.replay.run import load_timeline
+from dosing.replay.timeline import read_timeline
+from dosing.replay.writers import jsonl_line
 from tests.conftest import ROOT
 
 HERE = Path(__file__).parent / "replay"
@@ -132,7 +132,7 @@ def test_rows_out_of_date_order_are_sorted_and_said() -> None:
 )
 def test_a_bad_row_is_reported_and_no_good_row_is_lost(bad_line: str, message: str) -> None:
     """Each bad row is named by line, column and value; every good row before it is used."""
-    from dosing.replay_output import rejected_message
+    from dosing.replay.writers import rejected_message
 
     timeline = read_timeline((GOOD + bad_line).splitlines(keepends=True), "t.csv")
     rejected = list(timeline.rejected)
@@ -162,7 +162,7 @@ def test_a_bad_row_stops_that_patient_only() -> None:
 
 def test_empty_file_is_refused() -> None:
     """An empty file has no header: a clear error, not an empty success."""
-    from dosing.errors import TimelineError
+    from dosing.core.errors import TimelineError
 
     with pytest.raises(TimelineError, match=r"t.csv is empty: expected a header line"):
         read_timeline([], "t.csv")
@@ -176,7 +176,7 @@ def test_header_only_file_has_no_rows() -> None:
 
 def test_wide_header_with_unknown_column_is_refused() -> None:
     """A wide column that is no observation fails the file, naming the column."""
-    from dosing.errors import TimelineError
+    from dosing.core.errors import TimelineError
 
     with pytest.raises(
         TimelineError, match=r"t.csv:1: column 'neutro \[10\^9/L\]' is not a known observation"
@@ -407,7 +407,7 @@ BAD_ROWS = {
 def test_one_bad_row_stops_only_its_patient(bad: str) -> None:
     """Issue 10 item 15: a 5,000-digit value, a placeholder date or a 128 KB field aborted the
     whole replay; now it stops P1 at that row, and P2 is replayed in full."""
-    from dosing.replay_output import rejected_message
+    from dosing.replay.writers import rejected_message
 
     line, message = BAD_ROWS[bad]
     timeline = read_timeline((GOOD + line + OTHER).splitlines(keepends=True), "t.csv")
@@ -435,10 +435,10 @@ def test_a_bad_row_still_writes_the_output(tmp_path: Path, bad: str) -> None:
 
 def test_a_visit_the_engine_cannot_date_stops_only_its_patient() -> None:
     """A next check past 9999-12-31 once aborted everything; now it stops its patient."""
-    from dosing.engine import step
-    from dosing.errors import EngineError
-    from dosing.observations import read_observation
-    from dosing.patient import PatientRecord
+    from dosing.core.errors import EngineError
+    from dosing.engine.observations import read_observation
+    from dosing.engine.patient import PatientRecord
+    from dosing.engine.step import step
 
     protocol = load("imatinib-hes")
     day = dt.date(9999, 12, 28)
@@ -507,7 +507,7 @@ def test_drawn_on_dates_a_reused_value() -> None:
 
 def test_a_value_drawn_after_its_visit_is_rejected() -> None:
     """drawn_on after the visit date is a bad row, named with its line and column."""
-    from dosing.replay_output import rejected_message
+    from dosing.replay.writers import rejected_message
 
     header = "patient_id,date,name,value,unit,drawn_on\n"
     text = header + "P1,2026-01-05,anc,3000,/mm3,2026-01-06\n"

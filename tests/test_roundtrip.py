@@ -27,18 +27,18 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from dosing import catalog
-from dosing.correcting import run_void
-from dosing.errors import Cancelled
-from dosing.guards import Comparison, comparisons_in
-from dosing.history import show_history
-from dosing.model import Protocol
-from dosing.replay import replay
-from dosing.store import Store, record_to_json
-from dosing.timeline import read_timeline
-from dosing.units import format_number
-from dosing.visit import run_amend, run_visit
-from dosing.vocabulary import VOCABULARY, Categorical
+from dosing.clinic.correcting import run_void
+from dosing.clinic.history import show_history
+from dosing.clinic.store import Store, record_to_json
+from dosing.clinic.visit import run_amend, run_visit
+from dosing.core.errors import Cancelled
+from dosing.core.units import format_number
+from dosing.core.vocabulary import VOCABULARY, Categorical
+from dosing.protocol import catalog
+from dosing.protocol.guards import Comparison, comparisons_in
+from dosing.protocol.model import Protocol
+from dosing.replay.replay import replay
+from dosing.replay.timeline import read_timeline
 
 PROTOCOLS = ("imatinib-hes", "tacrolimus-trough", "ruxolitinib-hes", "imatinib-escalation-nilg")
 SESSIONS = int(os.environ.get("DOSING_ROUNDTRIP_SESSIONS", "240"))

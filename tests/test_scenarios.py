@@ -7,12 +7,12 @@ from fractions import Fraction
 
 import pytest
 
-from dosing.errors import ObservationError
-from dosing.guards import Comparison, comparisons_in
-from dosing.model import Protocol, Scenario
-from dosing.observations import read_observation
-from dosing.scenarios import SCENARIO_START, VisitResult, run_scenario
-from dosing.units import split_value
+from dosing.core.errors import ObservationError
+from dosing.core.units import split_value
+from dosing.engine.observations import read_observation
+from dosing.protocol.guards import Comparison, comparisons_in
+from dosing.protocol.model import Protocol, Scenario
+from dosing.verify.scenarios import SCENARIO_START, VisitResult, run_scenario
 from tests.conftest import PROTOCOL_FILES, load_file
 
 PROTOCOLS = {path.stem: load_file(path) for path in PROTOCOL_FILES}

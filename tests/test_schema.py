@@ -11,8 +11,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from dosing.protocol_yaml import read_yaml
-from dosing.schema import protocol_schema
+from dosing.protocol.schema import protocol_schema
+from dosing.protocol.yaml_source import read_yaml
 from tests.conftest import PROTOCOL_FILES, ROOT
 
 SCHEMA = protocol_schema()

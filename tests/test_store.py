@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from dosing.observations import Observation
-from dosing.patient import PatientRecord
-from dosing.store import (
+from dosing.clinic.store import (
     SCHEMA_VERSION,
     Store,
     StoreError,
@@ -21,6 +19,8 @@ from dosing.store import (
     record_from_json,
     record_to_json,
 )
+from dosing.engine.observations import Observation
+from dosing.engine.patient import PatientRecord
 
 
 def test_new_store_is_owner_only_and_migrated(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_record_round_trip_is_exact() -> None:
 def _version_1_store(path: Path) -> None:
     """A store as dosing wrote it before migration 2, with the same patient registered twice
     (as concurrent visits could do then)."""
-    from dosing.store import MIGRATIONS
+    from dosing.clinic.store import MIGRATIONS
 
     with sqlite3.connect(path, isolation_level=None) as connection:
         connection.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
@@ -133,7 +133,7 @@ def test_current_courses_agree_with_each_patients_visits(tmp_path: Path) -> None
     import subprocess
     import sys
 
-    from dosing.visit import current_dose
+    from dosing.clinic.visit import current_dose
     from tests.conftest import ROOT
 
     path = tmp_path / "p.sqlite"
@@ -247,7 +247,7 @@ def test_migration_3_keeps_answers_and_adds_who_and_corrections(tmp_path: Path) 
     import subprocess
     import sys
 
-    from dosing.store import MIGRATIONS
+    from dosing.clinic.store import MIGRATIONS
     from tests.conftest import ROOT
 
     new = tmp_path / "new.sqlite"

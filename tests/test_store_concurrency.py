@@ -19,10 +19,10 @@ from typing import Any
 import pexpect
 import pytest
 
-from dosing.decision import Decision
-from dosing.observations import Observation
-from dosing.patient import PatientRecord
-from dosing.store import Patient, Response, StaleCourse, Store
+from dosing.clinic.store import Patient, Response, StaleCourse, Store
+from dosing.engine.decision import Decision
+from dosing.engine.observations import Observation
+from dosing.engine.patient import PatientRecord
 from tests.conftest import ROOT
 from tests.test_visit import FIRST, dosing, env, visit
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dosing.store import Store
+from dosing.clinic.store import Store
 from tests.conftest import ROOT
 
 

@@ -13,7 +13,7 @@ import pexpect
 import pytest
 from rich.console import Console
 
-from dosing.tables import CourseTable, Row, for_terminal, plain, wrap_items
+from dosing.render.tables import CourseTable, Row, for_terminal, plain, wrap_items
 from tests.conftest import ROOT
 
 EXAMPLE = str(ROOT / "examples" / "imatinib-hes-timeline.csv")

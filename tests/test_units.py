@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from dosing.errors import UnitError
-from dosing.units import (
+from dosing.core.errors import UnitError
+from dosing.core.units import (
     accepted_spellings,
     conversion,
     format_number,
@@ -135,7 +135,7 @@ def test_normalize_keeps_case_that_matters() -> None:
 def test_registry_is_built_only_when_needed() -> None:
     """Importing the unit layer does not import pint; the first conversion does."""
     code = (
-        "import sys, dosing.units as u; assert 'pint' not in sys.modules;"
+        "import sys, dosing.core.units as u; assert 'pint' not in sys.modules;"
         "u.conversion('mg/dL', 'g/L', 'x'); assert 'pint' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

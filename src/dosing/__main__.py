@@ -1,3 +1,3 @@
-from dosing.cli import main
+from dosing.cli.app import main
 
 main()

@@ -1,0 +1,243 @@
+"""`dosing replay` at the CLI edge: read the file, replay, write what was asked, report rows.
+
+Output goes to stdout or, with --output, to a file written atomically. Rejected rows are
+reported on stderr with their line numbers (and to --rejects as CSV). With --strict the first
+bad row ends the run with exit code 2 and nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import sys
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Literal
+
+import attrs
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dosing.core.errors import TimelineError
+from dosing.core.files import (
+    NotAFile,
+    check_folder,
+    check_writable,
+    open_text,
+    write_failed,
+)
+from dosing.protocol.model import Protocol
+from dosing.render.output import console, error_console
+from dosing.render.tables import for_terminal, plain
+from dosing.replay.replay import PatientReplay, StartPoint, Summary, replay
+from dosing.replay.writers import (
+    CSV_FIELDS,
+    atomic_text,
+    csv_row,
+    jsonl_line,
+    patient_table,
+    rejected_message,
+    summary_view,
+    write_rejects,
+)
+
+if TYPE_CHECKING:
+    from dosing.replay.plots import Format
+from dosing.replay.timeline import Rejected, Timeline, read_timeline
+
+PROGRESS_FROM_ROWS = 20_000
+_Write = Callable[[PatientReplay], None]
+_Advance = Callable[[], None]
+REPORTED_REJECTS = 20
+
+
+@attrs.frozen
+class ReplayOptions:
+    """What `dosing replay` was asked to do."""
+
+    output_format: Literal["table", "jsonl", "csv"] = "table"
+    output: Path | None = None
+    summary: bool = False
+    plot: Path | None = None
+    pdf: bool = False
+    rejects: Path | None = None
+    strict: bool = False
+    format_in: Literal["long", "wide"] | None = None
+    accept_implausible: bool = False
+    start_state: str | None = None
+    therapy_start: dt.date | None = None
+    memory: dict[str, Fraction | str] = attrs.Factory(dict)
+
+
+def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timeline:
+    """Read a timeline file (UTF-8, with or without a byte-order mark): CSV, or a FHIR Bundle
+    when the name ends in .json; '-' reads standard input (a FHIR Bundle if it starts with
+    '{')."""
+    if str(path) == "-":
+        text = sys.stdin.read()
+        if text.lstrip("\ufeff \t\r\n").startswith("{"):
+            from dosing.core.strict_json import read_json
+            from dosing.fhir.bundle import read_document
+            from dosing.replay.fhir_input import fhir_timeline
+
+            return fhir_timeline(read_document(read_json(text, "standard input")))
+        return read_timeline(text.splitlines(keepends=True), "standard input", layout)
+    if path.suffix.lower() == ".json":
+        from dosing.replay.fhir_input import fhir_timeline, read_fhir_file
+
+        return fhir_timeline(read_fhir_file(path, str(path)))
+    try:
+        with open_text(path, "utf-8-sig") as stream:
+            return read_timeline(stream, str(path), layout)
+    except FileNotFoundError:
+        raise TimelineError(f"no timeline file {path}") from None
+    except NotAFile as error:
+        raise TimelineError(f"{path}: {error}; a timeline is read from a CSV file") from None
+    except UnicodeDecodeError as error:
+        raise TimelineError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise TimelineError(f"cannot read {path}: {error.strerror}") from None
+
+
+@contextlib.contextmanager
+def _destination(path: Path | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        with atomic_text(path) as stream:
+            yield stream
+    except OSError as error:
+        raise write_failed("--output", path, error) from None
+
+
+def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
+    """The whole replay command. Raises DosingError (exit 2) on a file that cannot be used.
+    Returns whether every row was accounted for as used, superseded or carried: False when a
+    row was rejected or a patient's replay stopped at a bad row (the command exits 1)."""
+    for option, target in (("--output", options.output), ("--rejects", options.rejects)):
+        if target is not None:
+            check_writable(target, option)
+    if options.plot is not None:
+        check_folder(options.plot, "--plot")
+    timeline = load_timeline(path, options.format_in)
+    source = str(path)
+    if timeline.resorted:
+        shown = ", ".join(timeline.resorted[:5]) + (" ..." if len(timeline.resorted) > 5 else "")
+        error_console.print(
+            f"note: rows were not in date order for {len(timeline.resorted)} patients "
+            f"({shown}); they were sorted by date",
+            highlight=False,
+            markup=False,
+        )
+    if timeline.rows == 0:
+        error_console.print(
+            f"note: {source} has a header but no data rows", highlight=False, markup=False
+        )
+    start = StartPoint(options.start_state, options.therapy_start, options.memory)
+    patients = replay(
+        protocol, timeline, start, options.accept_implausible, keep_values=options.plot is not None
+    )
+    if options.strict:
+        patients = iter(_strict(list(patients), timeline, source))
+    summary = Summary()
+    rejected: list[Rejected] = list(timeline.rejected)
+    with _destination(options.output) as stream, _progress(timeline) as advance:
+        write = _writer(options.output_format, stream, options.output is None)
+        for patient in patients:
+            summary.add(patient)
+            rejected.extend(patient.rejected)
+            write(patient)
+            if options.plot is not None:
+                _plot(protocol, patient, options.plot, options.pdf)
+            advance()
+    if options.summary:
+        view = summary_view(summary, timeline)
+        to_stdout = options.output is not None or options.output_format == "table"
+        (console if to_stdout else error_console).print(view)
+    if options.rejects is not None:
+        try:
+            write_rejects(options.rejects, rejected)
+        except OSError as error:
+            raise write_failed("--rejects", options.rejects, error) from None
+    _report_rejects(rejected, source, options.rejects)
+    return not rejected and not summary.stopped
+
+
+def _plot(protocol: Protocol, patient: PatientReplay, folder: Path, pdf: bool) -> None:
+    """PATIENT.png and PATIENT.svg; with --pdf, PATIENT.pdf: the plot, the table under it."""
+    from dosing.replay.plots import plot_course
+
+    table = plain(patient_table(patient)) if pdf else None
+    formats: tuple[Format, ...] = ("png", "svg", "pdf") if pdf else ("png", "svg")
+    try:
+        plot_course(protocol, patient.patient_id, patient.decisions, patient.values, folder,
+                    formats, table)  # fmt: skip
+    except OSError as error:
+        raise write_failed("--plot", folder, error) from None
+
+
+def _strict(patients: list[PatientReplay], timeline: Timeline, source: str) -> list[PatientReplay]:
+    bad = list(timeline.rejected)
+    bad += [
+        row for p in patients for row in p.rejected if not row.reason.startswith("not replayed:")
+    ]
+    if bad:
+        first = min(bad)
+        raise TimelineError(f"{rejected_message(first, source)} (--strict: nothing was written)")
+    return patients
+
+
+def _writer(kind: str, stream: IO[str], terminal: bool) -> _Write:
+    if kind == "jsonl":
+
+        def write_jsonl(patient: PatientReplay) -> None:
+            stream.writelines(jsonl_line(decision) for decision in patient.decisions)
+
+        return write_jsonl
+    if kind == "csv":
+        rows = csv.writer(stream)
+        rows.writerow(CSV_FIELDS)
+        return lambda patient: rows.writerows(csv_row(d) for d in patient.decisions)
+    if terminal and console.is_terminal:
+        return lambda patient: console.print(for_terminal(patient_table(patient), console.width))
+
+    def write_plain(patient: PatientReplay) -> None:
+        stream.write(plain(patient_table(patient)))
+
+    return write_plain
+
+
+@contextlib.contextmanager
+def _progress(timeline: Timeline) -> Iterator[_Advance]:
+    if timeline.rows < PROGRESS_FROM_ROWS or not error_console.is_terminal:
+        yield lambda: None
+        return
+    columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=error_console, transient=True) as progress:
+        task = progress.add_task("patients", total=len(timeline.patients))
+        yield lambda: progress.advance(task)
+
+
+def counted(number: int, noun: str) -> str:
+    """'1 row', '2 rows'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _report_rejects(rejected: list[Rejected], source: str, saved: Path | None) -> None:
+    if not rejected:
+        return
+    refused = sorted(row for row in rejected if not row.reason.startswith("not replayed:"))
+    skipped = len(rejected) - len(refused)
+    said = f"{counted(len(refused), 'row')} rejected"
+    if skipped:
+        said += f", {counted(skipped, 'row')} not replayed after a bad row"
+    kept = f"written to {saved}" if saved is not None else "use --rejects FILE to save them"
+    error_console.print(f"{said} ({kept}):", highlight=False, markup=False, soft_wrap=True)
+    for row in refused[:REPORTED_REJECTS]:
+        error_console.print(
+            f"  {rejected_message(row, source)}", highlight=False, soft_wrap=True, markup=False
+        )
+    if len(refused) > REPORTED_REJECTS:
+        error_console.print(f"  ... and {len(refused) - REPORTED_REJECTS} more", highlight=False)
