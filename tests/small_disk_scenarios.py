@@ -13,9 +13,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.clinic.test_import import courses, timeline
+from tests.clinic.test_visit import FIRST, dosing, visit
 from tests.conftest import ROOT
-from tests.test_import import courses, timeline
-from tests.test_visit import FIRST, dosing, visit
 
 LABS = ["0.8 x10^9/L", "", "", "", ""]  # ANC 0.8; Enter reuses the other labs
 

@@ -170,8 +170,8 @@ def test_the_reader_property_catches_a_misreading(monkeypatch: pytest.MonkeyPatc
 # ---------------------------------------------------------------- protocols and dosing check
 
 PROTOCOL_SEEDS = [
-    (ROOT / "tests" / "invalid_protocols" / "valid_tiny.yaml").read_text(),
-    (ROOT / "tests" / "broken_protocols" / "gap.yaml").read_text(),
+    (ROOT / "tests" / "protocol" / "invalid_protocols" / "valid_tiny.yaml").read_text(),
+    (ROOT / "tests" / "verify" / "broken_protocols" / "gap.yaml").read_text(),
     (ROOT / "protocols" / "tacrolimus-trough.yaml").read_text(),
     (ROOT / "protocols" / "imatinib-escalation-nilg.yaml").read_text(),
     (ROOT / "protocols" / "imatinib-low-dose-mdacc.yaml").read_text(),

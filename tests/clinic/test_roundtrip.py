@@ -7,7 +7,7 @@ goes through the real conversation and the store; then `dosing history --format 
 replayed, and every stored decision and course record must come back exactly.
 
 In CI the examples are derandomized (ROUNDTRIP_SESSIONS sessions in all); more, at random:
-    DOSING_ROUNDTRIP_SESSIONS=3000 .venv/bin/pytest tests/test_roundtrip.py -p no:cacheprovider
+    DOSING_ROUNDTRIP_SESSIONS=3000 .venv/bin/pytest tests/clinic/test_roundtrip.py
 """
 
 from __future__ import annotations

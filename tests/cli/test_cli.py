@@ -112,7 +112,7 @@ def test_unknown_protocol() -> None:
 
 def test_broken_protocol_file_names_file_and_line() -> None:
     """A user's broken protocol file fails with its line and path, before any decision."""
-    path = "tests/invalid_protocols/unit_mismatch.yaml"
+    path = "tests/protocol/invalid_protocols/unit_mismatch.yaml"
     result = dosing("step", path, "--lab", "anc=1.2x10^9/L")
     assert result.returncode == 2
     assert result.stderr.startswith(
@@ -122,7 +122,7 @@ def test_broken_protocol_file_names_file_and_line() -> None:
 
 def test_protocol_missing_a_required_key_is_named_not_looped_on() -> None:
     """A protocol file without title: (once an endless loop in step and check) is named."""
-    path = "tests/invalid_protocols/missing_title.yaml"
+    path = "tests/protocol/invalid_protocols/missing_title.yaml"
     stepped = dosing("step", path, "--lab", "anc=1.2x10^9/L")
     assert (stepped.returncode, stepped.stderr) == (
         2,
@@ -138,7 +138,7 @@ def test_protocol_missing_a_required_key_is_named_not_looped_on() -> None:
 def test_users_own_protocol_file() -> None:
     """A path to a protocol file works like a shipped id."""
     result = dosing(
-        "step", "tests/invalid_protocols/valid_tiny.yaml", "--patient", "age=40",
+        "step", "tests/protocol/invalid_protocols/valid_tiny.yaml", "--patient", "age=40",
         "--lab", "anc=1.4 K/uL", "--date", "2026-01-05", "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -416,7 +416,7 @@ def test_fifty_thousand_levels_of_yaml_nesting_is_a_message_not_a_crash(tmp_path
 
 def test_a_billion_laughs_file_is_refused_at_once() -> None:
     """Issue 10 item 13: a 1.5 KB file of nested aliases took 53 s and 4.5 GB."""
-    path = "tests/invalid_protocols/billion_laughs.yaml"
+    path = "tests/protocol/invalid_protocols/billion_laughs.yaml"
     result = dosing("step", path, "--lab", "anc=1.2x10^9/L")
     assert (result.returncode, result.stderr) == (
         2,

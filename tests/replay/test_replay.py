@@ -1,7 +1,7 @@
 """Replay: whole decision streams against expected files, bad input line by line, the CLI.
 
 Regenerate the expected streams after a deliberate protocol change, then review the diff:
-    python -m tests.test_replay
+    python -m tests.replay.test_replay
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dosing.replay.timeline import read_timeline
 from dosing.replay.writers import jsonl_line
 from tests.conftest import ROOT
 
-HERE = Path(__file__).parent / "replay"
+HERE = Path(__file__).parent
 COUNTS = "x10^9/L, 10^9/L, 10*9/L, G/L, 10^3/uL, K/uL, /mm3, /uL, cells/uL"
 TIMELINES = {
     "imatinib-hes": ROOT / "examples" / "imatinib-hes-timeline.csv",

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.clinic.test_visit import FIRST, dosing, env, start_then_hold, visit
 from tests.conftest import ROOT
-from tests.test_visit import FIRST, dosing, env, start_then_hold, visit
 
 THIRD = ["0.9 x10^9/L", "190 x10^9/L", "30 U/L", "28 U/L", "0.7 mg/dL", "accept"]
 

@@ -25,8 +25,7 @@ from dosing.verify.check import check
 from dosing.verify.properties import over_maximum
 from dosing.verify.property_search import search
 from dosing.verify.scenarios import SCENARIO_START
-
-from .conftest import PROTOCOL_FILES, ROOT, load_file
+from tests.conftest import PROTOCOL_FILES, ROOT, load_file
 
 WITH_PROPERTIES = [p for p in PROTOCOL_FILES if load_file(p).properties]
 IMATINIB = ROOT / "protocols" / "imatinib-hes.yaml"

@@ -19,7 +19,7 @@ from dosing.replay.plots import carried, merged_points, periods, plan, plot_cour
 from dosing.replay.replay import LabPoint, replay
 from dosing.replay.run import load_timeline
 from tests.conftest import ROOT
-from tests.test_replay import TIMELINES
+from tests.replay.test_replay import TIMELINES
 
 pytest.importorskip("matplotlib")
 

@@ -34,7 +34,7 @@ def test_shipped_protocol_validates(path: Path) -> None:
 
 def test_unknown_key_is_refused_by_the_schema() -> None:
     """A typo in a key is caught by an editor, as it is by the loader."""
-    data = read(ROOT / "tests" / "invalid_protocols" / "unknown_key.yaml")
+    data = read(ROOT / "tests" / "protocol" / "invalid_protocols" / "unknown_key.yaml")
     with pytest.raises(jsonschema.ValidationError, match="'too' was unexpected"):
         jsonschema.validate(data, SCHEMA)
 

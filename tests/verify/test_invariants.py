@@ -1,5 +1,5 @@
 """Label invariants: loaded strictly, watched along a course, and found broken by `dosing check`
-on the protocols as they were before the issue-9 review (tests/fixtures)."""
+on the protocols as they were before the issue-9 review (tests/verify/fixtures)."""
 
 from __future__ import annotations
 
@@ -317,7 +317,7 @@ def test_an_invariant_that_is_not_exactly_understood_is_refused(block: str, mess
 def check_fixture(name: str) -> dict[str, object]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "dosing", "check", f"tests/fixtures/{name}", "--json"],
+        [sys.executable, "-m", "dosing", "check", f"tests/verify/fixtures/{name}", "--json"],
         capture_output=True, text=True, env=env, cwd=ROOT, check=False,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr

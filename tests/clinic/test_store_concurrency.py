@@ -23,8 +23,8 @@ from dosing.clinic.store import Patient, Response, StaleCourse, Store
 from dosing.engine.decision import Decision
 from dosing.engine.observations import Observation
 from dosing.engine.patient import PatientRecord
+from tests.clinic.test_visit import FIRST, dosing, env, visit
 from tests.conftest import ROOT
-from tests.test_visit import FIRST, dosing, env, visit
 
 IMATINIB_LABS = ["0.8 x10^9/L", "", "", "", ""]  # ANC 0.8; Enter reuses the others
 

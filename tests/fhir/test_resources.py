@@ -13,7 +13,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from dosing.fhir.codes import DECISION_EXTENSION, GTS_ABBREVIATION, RESPONSE_EXTENSION, UCUM
 from tests.conftest import ROOT
-from tests.test_fhir_in import invoke
+from tests.fhir.test_bundle import invoke
 
 ADULT = ["--date", "2026-01-05", "--patient", "age=45", "--patient", "sex=F"]
 NORMAL = ["--lab", "platelets=180x10^9/L", "--lab", "alt=30U/L", "--lab", "ast=28U/L"]

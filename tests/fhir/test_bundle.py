@@ -435,7 +435,8 @@ def test_loinc_codes_cover_every_measure_the_shipped_protocols_read() -> None:
 def test_step_without_fhir_does_not_load_pydantic() -> None:
     """The core install's `dosing step` pays nothing for the fhir extra."""
     code = (
-        "import sys; from dosing.cli import app as cli; sys.argv = ['dosing', 'step', 'imatinib-hes', "
+        "import sys; from dosing.cli import app as cli\n"
+        "sys.argv = ['dosing', 'step', 'imatinib-hes', "
         "'--patient', 'age=45', '--lab', 'anc=1.2x10^9/L', '--json']\n"
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "bad = [m for m in ('pydantic', 'fhir', 'starlette', 'jwt') if m in sys.modules]\n"

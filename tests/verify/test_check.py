@@ -16,13 +16,13 @@ from dosing.verify.mutation import mutation_score
 from tests.conftest import PROTOCOL_FILES, ROOT, load_file
 
 BROKEN = sorted((Path(__file__).parent / "broken_protocols").glob("*.yaml"))
-INVALID = Path(__file__).parent / "invalid_protocols"
+INVALID = Path(__file__).parents[1] / "protocol" / "invalid_protocols"
 
 
 @pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.stem)
 def test_shipped_protocol_passes_every_check(path: Path) -> None:
     """No errors on any shipped protocol: no gap, shadowed rule, dead end, unit disagreement."""
-    # Declared properties are searched in tests/test_properties.py (more timelines).
+    # Declared properties are searched in tests/verify/test_properties.py (more timelines).
     report = check(load_file(path), property_examples=0)
     errors = [
         f"{f.check}: {f.where}: {f.message}" for f in report.findings if f.severity == "error"
@@ -143,7 +143,7 @@ def test_diff_of_a_protocol_with_itself_is_empty() -> None:
 def test_a_guard_too_complex_to_analyse_is_reported_in_bounded_time() -> None:
     """Issue 10 item 13: 20 and-ed disjunctions ran `dosing check` for over 90 s and 7.7 GB."""
     result = dosing(
-        "check", "tests/broken_protocols/too_complex.yaml", "--json", "--timelines", "0"
+        "check", "tests/verify/broken_protocols/too_complex.yaml", "--json", "--timelines", "0"
     )
     assert result.returncode == 1
     (report,) = json.loads(result.stdout)
