@@ -8,6 +8,7 @@ top of a module."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,13 @@ def test_an_upward_import_fails(tmp_path: Path, package: str, line: str, expecte
     folder.mkdir()
     (folder / "bad.py").write_text(f'"""A module that breaks the layers."""\n\n{line}\n')
     assert violations(tmp_path) == [f"{package}/bad.py:3: {expected}"]
+
+
+def test_the_readme_draws_every_package() -> None:
+    """The README's architecture names every package folder, in the order of the layers."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    drawn = re.findall(r"^  (\w+)/(?: \| (\w+)/)?", section, flags=re.M)
+    names = [name for pair in drawn for name in pair if name]
+    expected = [package for layer in reversed(LAYERS) for package in layer]
+    assert [n for n in names if n in RANK] == expected
