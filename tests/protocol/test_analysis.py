@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from dosing.protocol.analysis import common_region, witness
-from dosing.protocol.guard_parser import compile_guard
+from dosing.protocol.guard_binding import compile_guard
 from dosing.protocol.guards import CategoryType, QuantityType, Scope
 
 SCOPE: Scope = {

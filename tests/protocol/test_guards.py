@@ -9,7 +9,8 @@ from typing import cast
 import pytest
 
 from dosing.core.errors import GuardSyntaxError, ProtocolError
-from dosing.protocol.guard_parser import compile_guard, parse
+from dosing.protocol.guard_binding import compile_guard
+from dosing.protocol.guard_parser import parse
 from dosing.protocol.guards import CategoryType, CountType, QuantityType, Scope, evaluate
 from tests.conftest import time_limit
 

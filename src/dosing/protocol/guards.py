@@ -1,9 +1,9 @@
 """Bound guards: typed, exact thresholds, and three-valued evaluation.
 
-A guard is written as text in a protocol file and compiled by `guard_parser`; what the engine
-holds is this bound form, where every threshold is an exact fraction in the subject's
-canonical unit. Evaluation is Kleene logic: a missing value makes a comparison unknown, and
-unknown only matters where it could change the answer.
+A guard is written as text in a protocol file, parsed by `guard_parser` and bound by
+`guard_binding`; what the engine holds is this bound form, where every threshold is an exact
+fraction in the subject's canonical unit. Evaluation is Kleene logic: a missing value makes a
+comparison unknown, and unknown only matters where it could change the answer.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any, Literal, Union
 
 import attrs
 
-from dosing.protocol.loader import ProtocolEntry
+from dosing.protocol.entries import ProtocolEntry
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
