@@ -11,9 +11,10 @@ import attrs
 import pytest
 
 from dosing.engine.decision import Decision
+from dosing.engine.gathering import missing_for_decision
 from dosing.engine.observations import Observation, read_observation
 from dosing.engine.patient import PatientRecord
-from dosing.engine.step import missing_for_decision, step
+from dosing.engine.step import step
 from dosing.protocol.loader import load_protocol
 from dosing.protocol.model import Protocol
 from dosing.verify.check import not_yet

@@ -312,7 +312,7 @@ def test_a_course_date_after_the_visit_is_refused(imatinib: Protocol, field: str
 
 def test_refer_conflicting_keeps_no_value_of_the_name(imatinib: Protocol) -> None:
     """A conflicting visit refers, and the record keeps neither value nor the older one."""
-    from dosing.engine.step import refer_conflicting
+    from dosing.engine.gathering import refer_conflicting
 
     _, record = step(imatinib, PatientRecord(), DAY, observe(imatinib, {**ADULT, **NORMAL}))
     later = DAY + dt.timedelta(days=7)

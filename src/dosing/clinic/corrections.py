@@ -15,8 +15,9 @@ import attrs
 from dosing.clinic.store import Patient, Response, StoredVisit, record_to_json
 from dosing.engine.choice import advised, apply_choice, matches, override_note
 from dosing.engine.decision import Decision, decision_from_json
+from dosing.engine.gathering import conflict_message, conflicts, refer_conflicting
 from dosing.engine.patient import PatientRecord
-from dosing.engine.step import conflict_message, conflicts, refer_conflicting, step
+from dosing.engine.step import step
 from dosing.protocol.model import Protocol
 
 

@@ -48,9 +48,10 @@ from dosing.core.errors import Cancelled, DosingError, ObservationError, Protoco
 from dosing.core.vocabulary import VOCABULARY, Categorical
 from dosing.engine.choice import apply_choice, concerns, is_dose, matches
 from dosing.engine.decision import Decision
+from dosing.engine.gathering import missing_for_decision
 from dosing.engine.observations import Observation, ObservationReader, age_observation, age_since
 from dosing.engine.patient import PatientRecord
-from dosing.engine.step import missing_for_decision, step
+from dosing.engine.step import step
 from dosing.protocol.model import Protocol
 from dosing.render.output import decision_panel
 

@@ -18,9 +18,10 @@ import attrs
 from dosing.core.errors import DosingError
 from dosing.engine.choice import apply_choice, matches, override_note
 from dosing.engine.decision import Decision
+from dosing.engine.gathering import refer_conflicting, visit_values
 from dosing.engine.observations import Observation, ObservationReader, age_observation, age_since
 from dosing.engine.patient import PatientRecord
-from dosing.engine.step import refer_conflicting, step, visit_values
+from dosing.engine.step import step
 from dosing.protocol.model import Protocol
 from dosing.replay.timeline import Rejected, Row, Timeline, parse_day
 

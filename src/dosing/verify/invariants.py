@@ -17,9 +17,9 @@ import attrs
 
 from dosing.core.units import format_number
 from dosing.engine.decision import Decision, daily_amount
+from dosing.engine.gathering import visit_values
 from dosing.engine.observations import Observation
 from dosing.engine.patient import PatientRecord
-from dosing.engine.step import visit_values
 from dosing.protocol.guards import Value, evaluate
 from dosing.protocol.model import Invariant, Protocol
 

@@ -10,9 +10,10 @@ from fractions import Fraction
 import attrs
 
 from dosing.engine.decision import Decision, daily_amount
+from dosing.engine.dosing_step import OVER_MAXIMUM
 from dosing.engine.observations import Observation
 from dosing.engine.patient import PatientRecord
-from dosing.engine.step import OVER_MAXIMUM, step
+from dosing.engine.step import step
 from dosing.protocol.model import Property, Protocol
 
 Visit = tuple[dt.date, Sequence[Observation]]
