@@ -34,7 +34,7 @@ from dosing.engine.observations import Observation
 from dosing.engine.patient import PatientRecord
 
 if TYPE_CHECKING:
-    from dosing.clinic.visit import Ask
+    from dosing.clinic.visit_questions import Ask
 
 RETRY = "Fix that, then press Enter to try again (or type keep to keep the visit for later)"
 
@@ -57,6 +57,16 @@ class Attempt:
     decision: Decision
     response: Response
     record: PatientRecord
+
+
+@attrs.frozen
+class VisitResult:
+    """What a visit decided and stored."""
+
+    decision: Decision
+    response: Response
+    record: PatientRecord
+    visit_row: int
 
 
 def save_or_keep(
