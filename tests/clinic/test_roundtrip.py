@@ -29,7 +29,8 @@ from rich.console import Console
 
 from dosing.clinic.correcting import run_void
 from dosing.clinic.history import show_history
-from dosing.clinic.store import Store, record_to_json
+from dosing.clinic.store import Store
+from dosing.clinic.store_records import record_to_json
 from dosing.clinic.visit import run_amend, run_visit
 from dosing.core.errors import Cancelled
 from dosing.core.units import format_number

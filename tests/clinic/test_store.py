@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from dosing.clinic.store import (
-    SCHEMA_VERSION,
-    Store,
-    StoreError,
-    dose_in_force,
-    record_from_json,
-    record_to_json,
-)
+from dosing.clinic.store import Store, StoreError
+from dosing.clinic.store_records import dose_in_force, record_from_json, record_to_json
+from dosing.clinic.store_schema import SCHEMA_VERSION
 from dosing.engine.observations import Observation
 from dosing.engine.patient import PatientRecord
 
@@ -90,7 +85,7 @@ def test_record_round_trip_is_exact() -> None:
 def _version_1_store(path: Path) -> None:
     """A store as dosing wrote it before migration 2, with the same patient registered twice
     (as concurrent visits could do then)."""
-    from dosing.clinic.store import MIGRATIONS
+    from dosing.clinic.store_schema import MIGRATIONS
 
     with sqlite3.connect(path, isolation_level=None) as connection:
         connection.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
@@ -247,7 +242,7 @@ def test_migration_3_keeps_answers_and_adds_who_and_corrections(tmp_path: Path) 
     import subprocess
     import sys
 
-    from dosing.clinic.store import MIGRATIONS
+    from dosing.clinic.store_schema import MIGRATIONS
     from tests.conftest import ROOT
 
     new = tmp_path / "new.sqlite"

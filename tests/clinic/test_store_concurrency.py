@@ -19,7 +19,9 @@ from typing import Any
 import pexpect
 import pytest
 
-from dosing.clinic.store import Patient, Response, StaleCourse, Store
+from dosing.clinic.store import Store
+from dosing.clinic.store_records import Patient, Response
+from dosing.clinic.store_writes import StaleCourse
 from dosing.engine.decision import Decision
 from dosing.engine.observations import Observation
 from dosing.engine.patient import PatientRecord

@@ -136,7 +136,7 @@ def patients(
     Example: [cyan]dosing patients[/]
     """
     from dosing.clinic.due import next_due, overdue_days
-    from dosing.clinic.store import dose_in_force
+    from dosing.clinic.store_records import dose_in_force
     from dosing.render.output import print_grid
 
     today = parse_date(date, "--date") if date else dt.date.today()

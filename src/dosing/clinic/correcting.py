@@ -16,14 +16,9 @@ from rich.text import Text
 
 from dosing.clinic.corrections import Redecided, course_start, redecide, stored_note
 from dosing.clinic.history import unknown_patient
-from dosing.clinic.store import (
-    ImportedVisit,
-    Patient,
-    Replacement,
-    Store,
-    StoredVisit,
-    StoreWriteError,
-)
+from dosing.clinic.store import Store
+from dosing.clinic.store_connection import StoreWriteError
+from dosing.clinic.store_records import ImportedVisit, Patient, Replacement, StoredVisit
 from dosing.core.errors import DosingError
 from dosing.engine.decision import decision_from_json
 from dosing.protocol.model import Protocol

@@ -12,7 +12,7 @@ import datetime as dt
 
 import attrs
 
-from dosing.clinic.store import Patient, Response, StoredVisit, record_to_json
+from dosing.clinic.store_records import Patient, Response, StoredVisit, record_to_json
 from dosing.engine.choice import advised, apply_choice, matches, override_note
 from dosing.engine.decision import Decision, decision_from_json
 from dosing.engine.gathering import conflict_message, conflicts, refer_conflicting

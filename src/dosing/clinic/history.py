@@ -15,14 +15,14 @@ import attrs
 from rich.table import Table
 from rich.text import Text
 
-from dosing.clinic.store import (
+from dosing.clinic.store import Store
+from dosing.clinic.store_connection import StoreWriteError
+from dosing.clinic.store_records import (
     CorrectionRow,
     ImportedVisit,
     Patient,
     Response,
-    Store,
     StoredVisit,
-    StoreWriteError,
     Superseded,
     dose_in_force,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dosing.clinic.store import Patient, StoredVisit
+from dosing.clinic.store_records import Patient, StoredVisit
 from dosing.engine.decision import Decision
 from dosing.fhir.resources import (
     collection,

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from dosing.clinic.store import Response
+from dosing.clinic.store_records import Response
 
 _MAX_BYTES = 1024 * 1024
 

@@ -30,7 +30,9 @@ from dosing.clinic import unsaved as unsaved_visits
 from dosing.clinic.correcting import pick_visit, stored_course, visit_summary
 from dosing.clinic.corrections import stored_note
 from dosing.clinic.due import REFER_DUE_DAYS, next_due
-from dosing.clinic.store import Patient, Store, StoredVisit, StoreWriteError, dose_in_force
+from dosing.clinic.store import Store
+from dosing.clinic.store_connection import StoreWriteError
+from dosing.clinic.store_records import Patient, StoredVisit, dose_in_force
 from dosing.clinic.visit_amend import Amendment
 from dosing.clinic.visit_answer import ClinicianAnswer
 from dosing.clinic.visit_questions import Ask, FactQuestions, LabQuestions, VisitPrompt

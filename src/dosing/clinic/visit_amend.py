@@ -8,12 +8,12 @@ import attrs
 
 from dosing.clinic.correcting import redecided_replacements, show_changes, visit_summary
 from dosing.clinic.corrections import course_start, note_after, redecide, stored_note
-from dosing.clinic.store import (
+from dosing.clinic.store import Store
+from dosing.clinic.store_records import (
     CourseVersion,
     ImportedVisit,
     Patient,
     Replacement,
-    Store,
     StoredVisit,
 )
 from dosing.clinic.visit_answer import ClinicianAnswer

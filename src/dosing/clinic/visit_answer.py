@@ -7,7 +7,7 @@ from __future__ import annotations
 import attrs
 
 from dosing.clinic.corrections import followed
-from dosing.clinic.store import Response
+from dosing.clinic.store_records import Response
 from dosing.clinic.visit_questions import VisitPrompt
 from dosing.engine.choice import apply_choice, concerns, is_dose, matches
 from dosing.engine.decision import Decision

@@ -12,7 +12,7 @@ import attrs
 from rich.console import Console
 
 from dosing.clinic import unsaved as unsaved_visits
-from dosing.clinic.store import Patient
+from dosing.clinic.store_records import Patient
 from dosing.core.errors import ObservationError
 from dosing.core.vocabulary import VOCABULARY, Categorical
 from dosing.engine.gathering import missing_for_decision

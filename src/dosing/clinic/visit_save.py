@@ -20,14 +20,10 @@ import attrs
 from rich.console import Console
 
 from dosing.clinic import unsaved
-from dosing.clinic.store import (
-    CourseVersion,
-    Patient,
-    Response,
-    StaleCourse,
-    Store,
-    StoreWriteError,
-)
+from dosing.clinic.store import Store
+from dosing.clinic.store_connection import StoreWriteError
+from dosing.clinic.store_records import CourseVersion, Patient, Response
+from dosing.clinic.store_writes import StaleCourse
 from dosing.core.errors import DosingError
 from dosing.engine.decision import Decision
 from dosing.engine.observations import Observation

@@ -14,7 +14,8 @@ from typing import Any
 
 import attrs
 
-from dosing.clinic.store import Patient, Store
+from dosing.clinic.store import Store
+from dosing.clinic.store_records import Patient
 from dosing.core.errors import DosingError
 from dosing.engine.patient import PatientRecord
 from dosing.engine.step import step

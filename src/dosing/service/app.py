@@ -28,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dosing.clinic.store import StaleCourse, Store
+from dosing.clinic.store import Store
+from dosing.clinic.store_writes import StaleCourse
 from dosing.core.strict_json import JsonError, read_json
 from dosing.protocol import catalog
 from dosing.service.advice import Adviser, Refusal, gather, read_call, read_fetched

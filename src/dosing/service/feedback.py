@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 import attrs
 
-from dosing.clinic.store import (
+from dosing.clinic.store import Store
+from dosing.clinic.store_records import (
     CourseVersion,
     Patient,
     Response,
-    Store,
     record_from_json,
     record_to_json,
 )
@@ -158,7 +158,7 @@ def record_feedback(store: Store, stored: StoredCard, feedback: Feedback) -> int
     """Store the card's visit with the clinician's answer (or add the answer to the visit an
     earlier feedback stored), then the feedback; returns the visit's row. Raises StaleCourse
     (the feedback kept, no visit written) when the course changed since the card."""
-    from dosing.clinic.store import StaleCourse
+    from dosing.clinic.store_writes import StaleCourse
 
     response = response_for(feedback, stored.pending.clinician)
 
