@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import tempfile
 
-from _common import dosing_command, time_command
+from _common import dosing_command, interleaved_medians, print_medians
 
 TARGET_SECONDS = 10.0
 
@@ -35,21 +34,12 @@ def main() -> int:
     env = {**os.environ, "DOSING_CACHE_DIR": cache, "NO_COLOR": "1"}
     dosing = dosing_command()
     commands = {
-        "baseline: dosing protocols": [*dosing, "protocols"],
-        "dosing check": [*dosing, "check"],
-        "dosing check --timelines 0": [*dosing, "check", "--timelines", "0"],
+        "baseline: dosing protocols": ([*dosing, "protocols"], env),
+        "dosing check": ([*dosing, "check"], env),
+        "dosing check --timelines 0": ([*dosing, "check", "--timelines", "0"], env),
     }
-    for command in commands.values():  # warm the OS caches and the compile cache
-        time_command(command, env)
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(options.runs):
-        for name, command in commands.items():
-            times[name].append(time_command(command, env))
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    baseline = medians["baseline: dosing protocols"]
-    print(f"{options.runs} interleaved runs each; medians on {os.cpu_count()} cores")
-    for name, median in medians.items():
-        print(f"  {name:<30} {median:7.2f} s   ratio {median / baseline:5.1f}")
+    medians = interleaved_medians(commands, options.runs)
+    print_medians(medians, options.runs, width=30, seconds=True)
     full = medians["dosing check"]
     print(f"target: dosing check < {TARGET_SECONDS:g} s; median {full:.2f} s")
     shutil.rmtree(cache, ignore_errors=True)

@@ -24,12 +24,11 @@ import os
 import random
 import shutil
 import sqlite3
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import dosing_command, time_command
+from _common import dosing_command, interleaved_medians, print_medians
 
 UNITS: dict[str, list[tuple[str, float]]] = {
     "anc": [("/mm3", 1000), ("x10^9/L", 1), ("K/uL", 1)],
@@ -160,21 +159,13 @@ def main() -> int:
         count += "'SELECT count(*) FROM visits').fetchone()"
         commands = {
             "baseline: python, sqlite3 + rich + typer, count visits": (
-                [sys.executable, "-c", count]
+                [sys.executable, "-c", count],
+                env,
             ),
-            "dosing patients": [*dosing_command(), "patients", "--db", str(store)],
+            "dosing patients": ([*dosing_command(), "patients", "--db", str(store)], env),
         }
-        for command in commands.values():  # warm the OS cache
-            time_command(command, env)
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(options.runs):
-            for name, command in commands.items():
-                times[name].append(time_command(command, env))
-        medians = {name: statistics.median(values) for name, values in times.items()}
-        baseline = medians[next(iter(medians))]
-        print(f"{options.runs} interleaved runs each; medians on {os.cpu_count()} cores")
-        for name, median in medians.items():
-            print(f"  {name:<56} {median * 1000:7.1f} ms   ratio {median / baseline:4.2f}")
+        medians = interleaved_medians(commands, options.runs)
+        print_medians(medians, options.runs, width=56)
         listed = medians["dosing patients"]
         print(f"target: dosing patients < {TARGET_SECONDS:.0f} s; median {listed:.2f} s")
     finally:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 
-from _common import dosing_command, time_command
+from _common import dosing_command, interleaved_medians, print_medians
 
 STEP = [
     "step", "imatinib-hes", "--date", "2026-01-05", "--patient", "age=45", "--patient", "sex=F",
@@ -45,21 +44,14 @@ def main() -> int:
         "dosing step --json": ([*dosing_command(), *STEP, "--json"], env),
         "dosing step, no compile cache": ([*dosing_command(), *STEP], cold_env),
     }
-    for command, command_env in commands.values():  # warm the OS caches and the compile cache
-        time_command(command, command_env)
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(options.runs):
-        for name, (command, command_env) in commands.items():
-            times[name].append(time_command(command, command_env))
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = interleaved_medians(commands, options.runs)
+    print_medians(medians, options.runs, width=48)
     baseline = medians[next(iter(medians))]
-    print(f"{options.runs} interleaved runs each; medians on {os.cpu_count()} cores")
-    worst = 0.0
-    for name, median in medians.items():
-        ratio = median / baseline
-        if name.startswith("dosing step") and "no compile cache" not in name:
-            worst = max(worst, ratio)
-        print(f"  {name:<48} {median * 1000:7.1f} ms   ratio {ratio:4.2f}")
+    worst = max(
+        median / baseline
+        for name, median in medians.items()
+        if name.startswith("dosing step") and "no compile cache" not in name
+    )
     print(f"target: dosing step <= {TARGET} x baseline; worst ratio {worst:.2f}")
     shutil.rmtree(cache, ignore_errors=True)
     return 1 if options.check and worst > TARGET else 0
