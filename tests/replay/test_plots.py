@@ -15,7 +15,8 @@ import pytest
 
 from dosing.engine.decision import Decision, RuleRef
 from dosing.protocol.catalog import load
-from dosing.replay.plots import carried, merged_points, periods, plan, plot_course
+from dosing.replay.course_panels import carried, merged_points, periods, plan
+from dosing.replay.plots import plot_course
 from dosing.replay.replay import LabPoint, replay
 from dosing.replay.run import load_timeline
 from tests.conftest import ROOT

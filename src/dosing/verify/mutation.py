@@ -33,7 +33,7 @@ from dosing.protocol.guards import (
     map_comparisons,
 )
 from dosing.protocol.model import Protocol, Scenario, State, Transition
-from dosing.verify.check import Finding
+from dosing.verify.findings import Finding
 from dosing.verify.scenarios import run_scenario
 
 TARGET = Fraction(9, 10)

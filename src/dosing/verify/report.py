@@ -27,7 +27,8 @@ from rich.text import Text
 from dosing.core.errors import DosingError
 from dosing.protocol import catalog
 from dosing.render.output import console, error_console
-from dosing.verify.check import Finding, Report, check
+from dosing.verify.check import check
+from dosing.verify.findings import Finding, Report
 from dosing.verify.mutation import MutantProgress, MutationResult, mutation_score
 
 _STYLE = {"error": "bold red", "warning": "yellow", "note": "dim"}
