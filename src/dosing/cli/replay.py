@@ -74,6 +74,14 @@ def replay(
     accept_implausible: Annotated[
         bool, typer.Option(help="Use values outside their plausible range knowingly.")
     ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes to replay on (default: the cores available). A patient is never "
+            "split, and the output is the same as with --jobs 1.",
+        ),
+    ] = None,
     start_state: Annotated[
         str | None,
         typer.Option(help="Every patient's state at the first row.", rich_help_panel=_START),
@@ -101,6 +109,7 @@ def replay(
 
     Example: [cyan]dosing replay imatinib-hes examples/imatinib-hes-timeline.csv --summary[/]
     """
+    from dosing.replay.parallel import available_cores
     from dosing.replay.run import ReplayOptions, run_replay
 
     loaded = catalog.load(protocol)
@@ -120,6 +129,7 @@ def replay(
         start_state=start_state,
         therapy_start=parse_date(therapy_start, "--therapy-start") if therapy_start else None,
         memory=remembered,
+        jobs=jobs or available_cores(),
     )
     if pdf and plot is None:
         raise ObservationError("--pdf writes a report beside each plot: give --plot FOLDER too")

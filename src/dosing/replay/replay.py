@@ -91,10 +91,7 @@ def replay(
 ) -> Iterator[PatientReplay]:
     """Replay every patient of a timeline, in the order they first appear. A row the timeline
     refused (a bad date, a ragged row) stops its patient's replay where it stood in the file."""
-    first_bad: dict[str, int] = {}
-    for rejected in timeline.rejected:
-        if rejected.patient_id and rejected.line < first_bad.get(rejected.patient_id, 1 << 62):
-            first_bad[rejected.patient_id] = rejected.line
+    first_bad = first_bad_lines(timeline)
     for patient_id, rows in timeline.patients.items():
         yield replay_patient(
             protocol,
@@ -106,6 +103,16 @@ def replay(
             keep_values,
             keep_visits,
         )
+
+
+def first_bad_lines(timeline: Timeline) -> dict[str, int]:
+    """Per patient, the file line of the first row the timeline refused: the patient's replay
+    stops there."""
+    first_bad: dict[str, int] = {}
+    for rejected in timeline.rejected:
+        if rejected.patient_id and rejected.line < first_bad.get(rejected.patient_id, 1 << 62):
+            first_bad[rejected.patient_id] = rejected.line
+    return first_bad
 
 
 def replay_patient(

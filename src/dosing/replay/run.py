@@ -30,7 +30,8 @@ from dosing.core.files import (
 from dosing.protocol.model import Protocol
 from dosing.render.output import console, error_console
 from dosing.render.tables import for_terminal, plain
-from dosing.replay.replay import PatientReplay, StartPoint, Summary, replay
+from dosing.replay.parallel import replay_in_processes
+from dosing.replay.replay import PatientReplay, StartPoint, Summary
 from dosing.replay.writers import (
     CSV_FIELDS,
     atomic_text,
@@ -68,6 +69,8 @@ class ReplayOptions:
     start_state: str | None = None
     therapy_start: dt.date | None = None
     memory: dict[str, Fraction | str] = attrs.Factory(dict)
+    jobs: int = 1
+    """Processes to replay on (patients are never split; the output is the same)."""
 
 
 def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timeline:
@@ -136,9 +139,10 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
             f"note: {source} has a header but no data rows", highlight=False, markup=False
         )
     start = StartPoint(options.start_state, options.therapy_start, options.memory)
-    patients = replay(
-        protocol, timeline, start, options.accept_implausible, keep_values=options.plot is not None
-    )
+    patients = replay_in_processes(
+        protocol, timeline, start, options.accept_implausible, options.plot is not None,
+        options.jobs,
+    )  # fmt: skip
     if options.strict:
         patients = iter(_strict(list(patients), timeline, source))
     summary = Summary()

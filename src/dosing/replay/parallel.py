@@ -1,0 +1,104 @@
+"""Replaying a timeline on several processes (`dosing replay --jobs N`).
+
+The patients are cut, in the order they first appear, into chunks of consecutive patients;
+worker processes replay whole chunks (a patient is never split), and the chunks come back in
+order, so the output is the same, byte for byte, as with one process. The workers are forked
+from the process that read the timeline and loaded the protocol, so neither is sent to them:
+each receives a chunk's number and returns its patients' replays.
+
+One process is used when it is asked for, when the timeline has too few patients for the
+start-up of the workers to pay (`MIN_PATIENTS`), or where processes cannot be forked
+(Windows).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+
+import attrs
+
+from dosing.protocol.model import Protocol
+from dosing.replay.replay import (
+    PatientReplay,
+    StartPoint,
+    first_bad_lines,
+    replay,
+    replay_patient,
+)
+from dosing.replay.timeline import Timeline
+
+MIN_PATIENTS = 64
+"""Below this many patients a timeline is replayed in one process."""
+CHUNK_PATIENTS = 16
+"""Patients per chunk: small enough to keep every worker busy to the end, large enough that
+sending the results back costs little."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@attrs.frozen
+class _Work:
+    protocol: Protocol
+    timeline: Timeline
+    start: StartPoint
+    accept_implausible: bool
+    keep_values: bool
+    chunks: list[list[str]]
+    first_bad: dict[str, int]
+
+
+_work: _Work | None = None
+"""Set in the parent just before the workers are forked; each worker inherits it."""
+
+
+def _replay_chunk(index: int) -> list[PatientReplay]:
+    work = _work
+    assert work is not None
+    return [
+        replay_patient(
+            work.protocol,
+            patient_id,
+            work.timeline.patients[patient_id],
+            work.start,
+            work.accept_implausible,
+            work.first_bad.get(patient_id),
+            work.keep_values,
+        )
+        for patient_id in work.chunks[index]
+    ]
+
+
+def replay_in_processes(
+    protocol: Protocol,
+    timeline: Timeline,
+    start: StartPoint,
+    accept_implausible: bool,
+    keep_values: bool,
+    jobs: int,
+) -> Iterator[PatientReplay]:
+    """Every patient's replay, in the order of `replay`, on up to `jobs` processes."""
+    ids = list(timeline.patients)
+    if (
+        jobs <= 1
+        or len(ids) < MIN_PATIENTS
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        yield from replay(protocol, timeline, start, accept_implausible, keep_values)
+        return
+    global _work
+    chunks = [ids[i : i + CHUNK_PATIENTS] for i in range(0, len(ids), CHUNK_PATIENTS)]
+    _work = _Work(protocol, timeline, start, accept_implausible, keep_values, chunks,
+                  first_bad_lines(timeline))  # fmt: skip
+    try:
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(chunks))) as pool:
+            for patients in pool.imap(_replay_chunk, range(len(chunks))):
+                yield from patients
+    finally:
+        _work = None
