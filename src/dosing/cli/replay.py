@@ -22,19 +22,27 @@ def replay(
     timeline: Annotated[
         Path,
         typer.Argument(
-            help="A CSV timeline, long or wide format; or a FHIR R4 Bundle (a .json file, "
+            help="A CSV timeline, long or wide format; a Parquet file of the same columns (a "
+            ".parquet file, needs the parquet extra); or a FHIR R4 Bundle (a .json file, "
             "needs the fhir extra); - reads standard input."
         ),
     ],
     output_format: Annotated[
-        Literal["table", "jsonl", "csv"],
+        Literal["table", "jsonl", "csv", "parquet"],
         typer.Option(
-            "--format", help="Rich tables, JSON lines, or flattened CSV.", rich_help_panel=_OUTPUT
+            "--format",
+            help="Rich tables, JSON lines, flattened CSV, or Parquet (the CSV's columns; needs "
+            "--output and the parquet extra).",
+            rich_help_panel=_OUTPUT,
         ),
     ] = "table",
     output: Annotated[
         Path | None,
-        typer.Option(help="Write here instead of stdout (atomically).", rich_help_panel=_OUTPUT),
+        typer.Option(
+            help="Write here instead of stdout (atomically); a name ending .gz or .zst is "
+            "compressed with gzip or zstd.",
+            rich_help_panel=_OUTPUT,
+        ),
     ] = None,
     summary: Annotated[
         bool,
@@ -131,6 +139,8 @@ def replay(
         memory=remembered,
         jobs=jobs or available_cores(),
     )
+    if output_format == "parquet" and output is None:
+        raise ObservationError("--format parquet writes a file: give --output FILE.parquet")
     if pdf and plot is None:
         raise ObservationError("--pdf writes a report beside each plot: give --plot FOLDER too")
     if start_state is not None and start_state not in loaded.states:

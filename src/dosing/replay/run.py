@@ -57,7 +57,7 @@ REPORTED_REJECTS = 20
 class ReplayOptions:
     """What `dosing replay` was asked to do."""
 
-    output_format: Literal["table", "jsonl", "csv"] = "table"
+    output_format: Literal["table", "jsonl", "csv", "parquet"] = "table"
     output: Path | None = None
     summary: bool = False
     plot: Path | None = None
@@ -86,6 +86,10 @@ def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timelin
 
             return fhir_timeline(read_document(read_json(text, "standard input")))
         return read_timeline(text.splitlines(keepends=True), "standard input", layout)
+    if path.suffix.lower() == ".parquet":
+        from dosing.replay.big_files import parquet_lines
+
+        return read_timeline(parquet_lines(path), str(path), layout)
     if path.suffix.lower() == ".json":
         from dosing.replay.fhir_input import fhir_timeline, read_fhir_file
 
@@ -108,11 +112,36 @@ def _destination(path: Path | None) -> Iterator[IO[str]]:
     if path is None:
         yield sys.stdout
         return
+    from dosing.replay.big_files import compressed_text, compression
+
+    packed = compression(path)
     try:
-        with atomic_text(path) as stream:
+        with compressed_text(path, packed) if packed else atomic_text(path) as stream:
             yield stream
     except OSError as error:
         raise write_failed("--output", path, error) from None
+
+
+@contextlib.contextmanager
+def _output(options: ReplayOptions) -> Iterator[_Write]:
+    """Where the decisions go, as a function that writes one patient's."""
+    if options.output_format != "parquet":
+        with _destination(options.output) as stream:
+            yield _writer(options.output_format, stream, options.output is None)
+        return
+    from dosing.replay.big_files import ParquetDecisions
+
+    assert options.output is not None  # the command asks for --output with parquet
+    try:
+        sink = ParquetDecisions(options.output, CSV_FIELDS)
+    except OSError as error:
+        raise write_failed("--output", options.output, error) from None
+    failed = True
+    try:
+        yield lambda patient: sink.write(csv_row(d) for d in patient.decisions)
+        failed = False
+    finally:
+        sink.close(failed)
 
 
 def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
@@ -147,8 +176,7 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
         patients = iter(_strict(list(patients), timeline, source))
     summary = Summary()
     rejected: list[Rejected] = list(timeline.rejected)
-    with _destination(options.output) as stream, _progress(timeline) as advance:
-        write = _writer(options.output_format, stream, options.output is None)
+    with _output(options) as write, _progress(timeline) as advance:
         for patient in patients:
             summary.add(patient)
             rejected.extend(patient.rejected)
