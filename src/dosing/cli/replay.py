@@ -4,7 +4,7 @@ protocol on one, import one into the patient store."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -15,6 +15,7 @@ from dosing.protocol import catalog
 
 _OUTPUT = "Output"
 _START = "Patients starting mid-treatment"
+_CLUSTER = "Beyond one machine"
 
 
 def replay(
@@ -90,6 +91,23 @@ def replay(
             "split, and the output is the same as with --jobs 1.",
         ),
     ] = None,
+    engine: Annotated[
+        Literal["local", "dask"],
+        typer.Option(
+            help="local: this machine (--jobs processes). dask: a Dask cluster (the cluster "
+            "extra), for 100M rows and more or data already on a cluster; writes JSON lines "
+            "parts into the --output folder.",
+            rich_help_panel=_CLUSTER,
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine dask: the scheduler's address (default: a LocalCluster of "
+            "--jobs workers on this machine).",
+            rich_help_panel=_CLUSTER,
+        ),
+    ] = None,
     start_state: Annotated[
         str | None,
         typer.Option(help="Every patient's state at the first row.", rich_help_panel=_START),
@@ -147,7 +165,37 @@ def replay(
         raise ObservationError(
             f"--start-state {start_state}: states are {', '.join(loaded.states)}"
         )
+    if engine == "dask":
+        _replay_on_dask(protocol, timeline, options, scheduler)
+        return
     if not run_replay(loaded, timeline, options):
+        raise typer.Exit(1)
+
+
+def _replay_on_dask(protocol: str, timeline: Path, options: Any, scheduler: str | None) -> None:
+    """`--engine dask`: JSON lines parts into the --output folder; a summary on stderr."""
+    from dosing.render.output import error_console
+    from dosing.replay.cluster import replay_on_dask
+    from dosing.replay.replay import StartPoint
+
+    if options.output is None or options.output_format not in ("table", "jsonl"):
+        raise ObservationError(
+            "--engine dask writes JSON lines parts into a folder: give --output FOLDER "
+            "(and --format jsonl, or no --format)"
+        )
+    start = StartPoint(options.start_state, options.therapy_start, options.memory)
+    result = replay_on_dask(
+        protocol, timeline, options.output, scheduler, options.jobs, start,
+        options.accept_implausible,
+    )  # fmt: skip
+    error_console.print(
+        f"{result.decisions} decisions for {result.patients} patients in {result.parts} parts "
+        f"written to {options.output}; {result.rejected} rows rejected",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    if result.rejected:
         raise typer.Exit(1)
 
 
