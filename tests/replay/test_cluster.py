@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from dosing.cli.app import app
 from dosing.replay import cluster
+from tests.replay.test_big_files import as_parquet
 from tests.replay.test_parallel import cohort
 
 
@@ -52,3 +53,19 @@ def test_dask_needs_an_output_folder() -> None:
     )
     assert result.exit_code != 0
     assert "--engine dask writes JSON lines parts into a folder" in str(result.exception)
+
+
+def test_dask_reads_parquet_as_the_csv(tmp_path: Path) -> None:
+    """A Parquet timeline (dates as dates) on the cluster: each patient's decisions as the
+    CSV gives them on one machine."""
+    path = cohort(tmp_path, copies=2)
+    parquet = as_parquet(path, tmp_path / "cohort.parquet")
+    runner = CliRunner()
+    local = runner.invoke(app, ["replay", "imatinib-hes", str(path), "--format", "jsonl"])
+    out = tmp_path / "parts"
+    result = runner.invoke(app, ["replay", "imatinib-hes", str(parquet), "--engine", "dask",
+                                 "--jobs", "2", "--output", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = [line for part in sorted(out.glob("part-*.jsonl"))
+               for line in part.read_text().splitlines(keepends=True)]  # fmt: skip
+    assert by_patient(written) == by_patient(local.stdout.splitlines(keepends=True))

@@ -38,7 +38,7 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
-def _cell(value: object) -> str:
+def cell_text(value: object) -> str:
     """A Parquet value as the text a CSV would hold."""
     if value is None:
         return ""
@@ -82,7 +82,7 @@ def parquet_lines(path: Path) -> Iterator[str]:
         for row in zip(*columns, strict=True):
             buffer.seek(0)
             buffer.truncate()
-            writer.writerow([_cell(value) for value in row])
+            writer.writerow([cell_text(value) for value in row])
             yield buffer.getvalue()
 
 

@@ -91,9 +91,9 @@ def _read(dd: Any, source: Path) -> Any:
 
 def _as_text(part: Any) -> Any:
     """Every column as the text a CSV would hold (dates as YYYY-MM-DD, decimals as written)."""
-    from dosing.replay.big_files import _cell
+    from dosing.replay.big_files import cell_text
 
-    return part.apply(lambda column: column.map(_cell)).astype(object)
+    return part.apply(lambda column: column.map(cell_text)).astype(object)
 
 
 def _number(part: Any, starts: list[int], partition_info: dict[str, Any] | None = None) -> Any:
