@@ -7,6 +7,8 @@ import sys
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dosing.core.errors import UnitError
 from dosing.core.units import (
@@ -313,3 +315,35 @@ def test_the_number_grammar_is_strict(typed: str, message: str) -> None:
 def test_known_units_in_their_usual_variants(typed: str, spelling: str) -> None:
     """Case, micro signs, superscripts and 'x 10' are written many ways; each means one unit."""
     assert split_value(typed)[1] == spelling
+
+
+@given(
+    st.fractions(max_denominator=10**6) | st.integers(-(10**12), 10**12).map(Fraction),
+    st.integers(0, 8),
+)
+def test_format_number_rounds_as_round_does_a_fraction(value: Fraction, places: int) -> None:
+    """format_number rounds in integers, half to even, exactly as round(value * 10**places)."""
+    scaled = round(value * 10**places)
+    whole, fraction = divmod(abs(scaled), 10**places)
+    digits = str(fraction).rjust(places, "0").rstrip("0")
+    sign = "-" if scaled < 0 else ""
+    text = f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+    expected = str(value.numerator) if value.denominator == 1 else text
+    assert format_number(value, places) == ("0" if expected == "-0" else expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "places", "shown"),
+    [
+        (Fraction(1, 8), 2, "0.12"),  # 12.5: to the even 12
+        (Fraction(3, 8), 2, "0.38"),  # 37.5: to the even 38
+        (Fraction(-1, 8), 2, "-0.12"),
+        (Fraction(-3, 8), 2, "-0.38"),
+        (Fraction(1, 200), 2, "0"),
+        (Fraction(-1, 200), 2, "0"),  # -0 is shown as 0
+        (Fraction(2, 3), 4, "0.6667"),
+        (Fraction(-7, 2), 0, "-4"),
+    ],
+)
+def test_format_number_ties_go_to_even(value: Fraction, places: int, shown: str) -> None:
+    assert format_number(value, places) == shown
