@@ -8,7 +8,8 @@ from __future__ import annotations
 import attrs
 
 from dosing.core.errors import EngineError
-from dosing.protocol.guards import Outcome, Value, evaluate
+from dosing.engine.evaluator import REFERENCE, Evaluator
+from dosing.protocol.guards import Outcome, Value
 from dosing.protocol.model import State, Transition
 
 STATED_ALL_THE_SAME = {
@@ -45,6 +46,9 @@ class Facts:
     waited: dict[str, int] = attrs.Factory(dict)
     """Days since each input was last observed, usable or not (when never: since the current
     dose, else the therapy, started): how long a rule has been waiting for it."""
+    evaluator: Evaluator = REFERENCE
+    """How guards are evaluated and findings put into words (the reference, or a compiled
+    evaluator that gives the same answers faster)."""
 
 
 MEANWHILE = {"continue": "the current dose continues", "hold": "the hold continues"}
@@ -82,7 +86,7 @@ def waits_for(transition: Transition, outcome: Outcome, facts: Facts) -> bool:
     # state) that would make the rule fire is not "nothing yet": a trough of 40 ng/mL drawn
     # too early is the clinician's, not a reason to continue.
     known = {**facts.values, **facts.unusable}
-    return evaluate(transition.when, known).truth is not True
+    return facts.evaluator.evaluate(transition.when, known).truth is not True
 
 
 def awaited(transition: Transition, outcome: Outcome, facts: Facts) -> frozenset[str]:
@@ -108,7 +112,9 @@ def choose(state: State, facts: Facts) -> Choice:
     waiting: list[tuple[Transition, Outcome]] = []
     for priority in sorted({t.priority for t in state.transitions}, reverse=True):
         group = [
-            (t, evaluate(t.when, facts.values)) for t in state.transitions if t.priority == priority
+            (t, facts.evaluator.evaluate(t.when, facts.values))
+            for t in state.transitions
+            if t.priority == priority
         ]
         fired = [(t, o) for t, o in group if o.truth is True]
         if len(fired) > 1:

@@ -17,7 +17,6 @@ from dosing.engine.choosing import NO_DOSE
 from dosing.engine.decision import Decision, DoseLine, RuleRef, daily_amount
 from dosing.engine.patient import PatientRecord
 from dosing.engine.recording import DecisionRecorder
-from dosing.protocol.guards import evaluate
 from dosing.protocol.model import Action, DoseSpec, Effect, State, Transition
 
 OVER_MAXIMUM = "would exceed the protocol maximum"
@@ -188,6 +187,7 @@ class DoseMaker(DecisionRecorder):
         values["days_at_dose"] = Fraction((self.visit - dosed).days) if dosed else None
         values.update(record.memory)
         values.update(self.protocol.constants)
+        evaluate = self.facts.evaluator.evaluate
         for monitoring in target.monitoring:
             # An unknown condition counts as met: the more frequent check wins.
             if monitoring.when is None or evaluate(monitoring.when, values).truth is not False:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
+from typing import Protocol
 
 from dosing.core.errors import UnitError
 from dosing.core.units import conversion, format_number, split_value
@@ -206,8 +207,9 @@ def _spelled(typed: str) -> str:
 def clinical(value: Fraction, threshold: Fraction | None = None) -> str:
     """A value to three significant figures, as labs report them ('0.702', '57.1', '1200');
     more where three would put it on, or across, the threshold it is compared with."""
-    if value == 0 or len(format_number(abs(value)).replace(".", "").lstrip("0")) <= 3:
-        return format_number(value)
+    exact = format_number(value)  # rounding is symmetric: its digits are those of abs(value)
+    if value == 0 or len(exact.lstrip("-").replace(".", "").lstrip("0")) <= 3:
+        return exact
     magnitude = math.floor(math.log10(abs(value)))
     places = max(0, 2 - magnitude)
     shown = format_number(value, places)
@@ -245,7 +247,7 @@ def _key(finding: Finding) -> tuple[str, str]:
     return atom.subject, "in"
 
 
-def _distance(finding: Finding) -> Fraction:
+def finding_distance(finding: Finding) -> Fraction:
     """How far the value was from the threshold, relative to it (0 for categories)."""
     if not isinstance(finding.atom, Comparison) or finding.threshold is None:
         return Fraction(0)
@@ -253,16 +255,21 @@ def _distance(finding: Finding) -> Fraction:
     return gap / abs(finding.threshold) if finding.threshold else gap
 
 
-def nearest(findings: Iterable[Finding]) -> list[Finding]:
+def nearest(
+    findings: Iterable[Finding], distance: Callable[[Finding], Fraction] | None = None
+) -> list[Finding]:
     """One finding per subject and direction, the one whose threshold was nearest the value
-    (ANC 1.3 not >= 1.5 says more than ANC 1.3 not >= 1.0), in the order first seen."""
-    chosen: dict[tuple[str, str], Finding] = {}
+    (ANC 1.3 not >= 1.5 says more than ANC 1.3 not >= 1.0), in the order first seen.
+    `distance`: how far a finding was from its threshold (`finding_distance` by default)."""
+    far = finding_distance if distance is None else distance
+    chosen: dict[tuple[str, str], tuple[Finding, Fraction]] = {}
     for finding in findings:
         key = _key(finding)
         known = chosen.get(key)
-        if known is None or _distance(finding) < _distance(known):
-            chosen[key] = finding
-    return list(chosen.values())
+        how_far = far(finding)
+        if known is None or how_far < known[1]:
+            chosen[key] = (finding, how_far)
+    return [finding for finding, _ in chosen.values()]
 
 
 def compact(finding: Finding, scope: Mapping[str, NameType]) -> str:
@@ -294,15 +301,25 @@ def compact(finding: Finding, scope: Mapping[str, NameType]) -> str:
     return f"{subject} {clinical(value, finding.threshold)} {relation} {threshold}"
 
 
+class Wording(Protocol):
+    """Findings into words: these functions, or an evaluator that remembers their answers."""
+
+    def nearest(self, findings: Iterable[Finding]) -> list[Finding]: ...
+
+    def compact(self, finding: Finding, scope: Mapping[str, NameType]) -> str: ...
+
+
 def not_met(
     rules: Sequence[str], findings: Iterable[Finding], shown: Iterable[Finding],
-    scope: Mapping[str, NameType], kept: Iterable[str] = (),
+    scope: Mapping[str, NameType], kept: Iterable[str] = (), words: Wording | None = None,
 ) -> str | None:  # fmt: skip
     """One line: why the rules above the one that fired did not fire, from the patient's
     values (not the counts and states the protocol keeps, `kept`). A subject the fired rule
-    already shows is not repeated; None when nothing is left to say."""
+    already shows is not repeated; None when nothing is left to say. `words`: whose
+    `nearest` and `compact` to use (these functions by default)."""
     said = {finding_subject(f) for f in shown} | set(kept)
-    facts = [compact(f, scope) for f in nearest(findings) if finding_subject(f) not in said]
+    pick, short = (nearest, compact) if words is None else (words.nearest, words.compact)
+    facts = [short(f, scope) for f in pick(findings) if finding_subject(f) not in said]
     if len(rules) > 2:  # the facts matter, not a list of ids
         above = f"the {len(rules)} rules above it"
     else:

@@ -16,9 +16,10 @@ from dosing.core.units import conversion, format_number
 from dosing.core.vocabulary import VOCABULARY, Quantitative
 from dosing.engine.choosing import Facts, choose
 from dosing.engine.decision import Decision
+from dosing.engine.evaluator import REFERENCE, Evaluator
 from dosing.engine.observations import Observation
 from dosing.engine.patient import PatientRecord
-from dosing.protocol.guards import Value, evaluate
+from dosing.protocol.guards import Value
 from dosing.protocol.model import Protocol
 
 
@@ -112,7 +113,7 @@ def with_tracked(protocol: Protocol, facts: Facts, record: PatientRecord) -> Pat
     tracked = {}
     for name, slot in protocol.memory.items():
         if slot.track is not None:
-            truth = evaluate(slot.track, facts.values).truth
+            truth = facts.evaluator.evaluate(slot.track, facts.values).truth
             if truth is not None:
                 tracked[name] = Fraction(1 if truth else 0)
     if not tracked:
@@ -157,6 +158,7 @@ def gather(
     visit: dt.date,
     merged: Mapping[str, Observation],
     memory: Mapping[str, Fraction | str],
+    evaluator: Evaluator = REFERENCE,
 ) -> Facts:
     values: dict[str, Value | None] = {}
     absent: dict[str, str] = {}
@@ -254,7 +256,15 @@ def gather(
         if since_when is not None:
             last_seen[name] = (visit - since_when).days
     return Facts(
-        values, absent, entered, frozenset(defaults), derivations, carried, unusable, last_seen
+        values,
+        absent,
+        entered,
+        frozenset(defaults),
+        derivations,
+        carried,
+        unusable,
+        last_seen,
+        evaluator,
     )
 
 
@@ -289,7 +299,7 @@ def remember_once(
     for name, slot in protocol.memory.items():
         if slot.once is None or memory[name] != 0:
             continue
-        outcome = evaluate(slot.once, facts.values)
+        outcome = facts.evaluator.evaluate(slot.once, facts.values)
         if outcome.truth is True:
             memory[name] = Fraction(1)
             facts.values[name] = Fraction(1)

@@ -12,7 +12,6 @@ import attrs
 
 from dosing.engine.choosing import STATED_ALL_THE_SAME, Facts
 from dosing.engine.decision import Decision, DoseLine, RuleRef
-from dosing.engine.explain import describe
 from dosing.engine.gathering import twin_present
 from dosing.engine.observations import Observation
 from dosing.engine.patient import PatientRecord
@@ -46,7 +45,7 @@ class DecisionRecorder:
         if not self.explaining:
             return texts
         for finding in findings:
-            text = describe(
+            text = self.facts.evaluator.describe(
                 finding, self.protocol.scope, self.facts.entered, self.facts.defaults_used
             )
             derivation = self.facts.derivations.get(getattr(finding.atom, "subject", ""))

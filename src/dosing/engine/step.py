@@ -19,7 +19,8 @@ from dosing.core.errors import EngineError
 from dosing.engine.choosing import MEANWHILE, awaited, choose
 from dosing.engine.decision import Decision, RuleRef
 from dosing.engine.dosing_step import DoseMaker
-from dosing.engine.explain import nearest, not_met
+from dosing.engine.evaluator import REFERENCE, Evaluator
+from dosing.engine.explain import not_met
 from dosing.engine.gathering import (
     check_dates,
     conflict_message,
@@ -42,11 +43,14 @@ def step(
     observations: Iterable[Observation] = (),
     patient_id: str | None = None,
     explain: bool = True,
+    evaluator: Evaluator = REFERENCE,
 ) -> tuple[Decision, PatientRecord]:
     """Decide one visit. Returns the decision and the patient's record after it.
 
     `explain=False` leaves out the per-value reasons (each finding in words): a search over
-    thousands of generated visits reads only the action, doses, rules and next check."""
+    thousands of generated visits reads only the action, doses, rules and next check.
+    `evaluator` evaluates the guards and words the findings; the default is the reference
+    (`evaluator.REFERENCE`), and a compiled one must give the same decisions, byte for byte."""
     origin = record.state or protocol.initial
     if origin not in protocol.states:
         raise EngineError(
@@ -70,7 +74,7 @@ def step(
         if observation.name not in protocol.scope:
             warnings.append(f"{observation.name} is not used by {protocol.id}; ignored")
     memory = {name: record.memory.get(name, slot.initial) for name, slot in protocol.memory.items()}
-    facts = gather(protocol, record, visit, merged, memory)
+    facts = gather(protocol, record, visit, merged, memory, evaluator)
     noted = remember_once(protocol, memory, facts, protocol.reads.get(origin, frozenset()))
     reads = protocol.reads.get(origin, frozenset())
     noted += [said for name, said in facts.carried.items() if name in reads]
@@ -114,7 +118,10 @@ class _Decider(DoseMaker):
         if passed and self.explaining:
             above = [rule.rule for rule, _ in passed]
             findings = [found for _, checked in passed for found in checked.findings]
-            line = not_met(above, findings, outcome.findings, self.protocol.scope, self.memory)
+            line = not_met(
+                above, findings, outcome.findings, self.protocol.scope, self.memory,
+                self.facts.evaluator,
+            )  # fmt: skip
             if line is not None:
                 reasons.append(line)
         rules = (RuleRef(transition.rule, transition.source),)
@@ -144,7 +151,10 @@ class _Decider(DoseMaker):
                 *self.explain(findings),
             ]
             return self.refer((), reasons)
-        reasons = [f"No rule fired in state {state.name}", *self.explain(nearest(findings))]
+        reasons = [
+            f"No rule fired in state {state.name}",
+            *self.explain(self.facts.evaluator.nearest(findings)),
+        ]
         return self.stay_as_before(state, state.stay, reasons)
 
     def stay_as_before(
@@ -188,7 +198,8 @@ class _Decider(DoseMaker):
             (t.waits.because, t.waits.source) for t, _ in waiting if t.waits is not None
         )
         reasons += [f"Not yet, because {because} ({source})" for because, source in whys]
-        reasons += self.explain(nearest(f for outcome in considered for f in outcome.findings))
+        findings = (f for outcome in considered for f in outcome.findings)
+        reasons += self.explain(self.facts.evaluator.nearest(findings))
         decision, record = self.stay_as_before(state, state.stay, reasons)
         if decision.action == "refer":
             return decision, record  # no dose can be given as the state says

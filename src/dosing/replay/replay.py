@@ -17,6 +17,7 @@ import attrs
 
 from dosing.core.errors import DosingError
 from dosing.engine.choice import apply_choice, matches, override_note
+from dosing.engine.compiled import CachedReader, compiled
 from dosing.engine.decision import Decision
 from dosing.engine.gathering import refer_conflicting, visit_values
 from dosing.engine.observations import Observation, ObservationReader, age_observation, age_since
@@ -227,7 +228,10 @@ def _decide(
             return refer_conflicting(
                 protocol, visit.record, date, visit.observations, patient_id, visit.conflicts
             )
-        return step(protocol, visit.record, date, visit.observations, patient_id)
+        return step(
+            protocol, visit.record, date, visit.observations, patient_id,
+            evaluator=compiled(protocol),
+        )  # fmt: skip
     except DosingError as error:
         first = visit_rows[0]
         bad = Rejected(
@@ -261,12 +265,13 @@ _readers: dict[tuple[int, bool], tuple[Protocol, ObservationReader]] = {}
 
 
 def _reader(protocol: Protocol, accept_implausible: bool) -> ObservationReader:
-    """One reader per protocol for the whole replay, so each unit is resolved once."""
+    """One reader per protocol for the whole replay, so each unit is resolved once and each
+    distinct value text read once."""
     key = (id(protocol), accept_implausible)
     known = _readers.get(key)
     if known is None or known[0] is not protocol:
         _readers.clear()
-        known = _readers[key] = (protocol, ObservationReader(protocol, accept_implausible))
+        known = _readers[key] = (protocol, CachedReader(protocol, accept_implausible))
     return known[1]
 
 

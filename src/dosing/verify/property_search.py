@@ -215,20 +215,14 @@ def search_all(
     hypothesis shrinks the timeline for it."""
     if not (protocol.properties or protocol.invariants) or not protocol.scenarios:
         return []
-    found, screenings, firsts = templates(protocol)
-    seen = _with_thresholds(_lab_values(found), thresholds(protocol))
-    parts = CourseParts.of(protocol, seen, _usual_values(found), screenings, firsts)
+    scripted, strategies = _timelines(protocol, most_visits)
     results: dict[str, Counterexample] = {}
-    for course in scripted_courses(protocol, found, parts):
+    for course in scripted:
         for name in _failures(protocol, course):
             if name not in results:
                 results[name] = _first_breach(protocol, course, name)
                 if first_only:
                     return [results[name]]
-    strategies = (
-        courses(protocol, found, parts, max(most_visits, MOST_COURSE_VISITS)),
-        timelines(protocol, found, seen, firsts, most_visits),
-    )
     for strategy in strategies:
         broken = _broken(protocol, strategy, examples, set(results), first_only)
         for name in broken:
@@ -237,6 +231,38 @@ def search_all(
                 return [results[name]]
     order = [*(i.name for i in protocol.invariants), *(p.name for p in protocol.properties)]
     return sorted(results.values(), key=lambda c: order.index(c.property))
+
+
+_Timeline = tuple[PatientRecord, list[PlannedVisit]]
+
+
+def _timelines(
+    protocol: Protocol, most_visits: int
+) -> tuple[list[_Timeline], tuple[st.SearchStrategy[_Timeline], ...]]:
+    """The scripted courses, and the strategies of clinically shaped courses and of timelines
+    made from the scenarios."""
+    found, screenings, firsts = templates(protocol)
+    seen = _with_thresholds(_lab_values(found), thresholds(protocol))
+    parts = CourseParts.of(protocol, seen, _usual_values(found), screenings, firsts)
+    strategies = (
+        courses(protocol, found, parts, max(most_visits, MOST_COURSE_VISITS)),
+        timelines(protocol, found, seen, firsts, most_visits),
+    )
+    return scripted_courses(protocol, found, parts), strategies
+
+
+def check_timelines(
+    protocol: Protocol, examples: int = EXAMPLES, most_visits: int = MOST_VISITS
+) -> list[_Timeline]:
+    """The timelines `dosing check` searches, as it draws them (not shrunk): the scripted
+    courses, then `examples` of each generated kind. Empty for a protocol without scenarios."""
+    if not protocol.scenarios:
+        return []
+    scripted, strategies = _timelines(protocol, most_visits)
+    drawn: list[_Timeline] = list(scripted)
+    for strategy in strategies:
+        _run(strategy, drawn.append, examples, shrink=False)
+    return drawn
 
 
 class _Stop(Exception):
