@@ -17,6 +17,7 @@ from dosing.core.units import (
     format_number,
     normalize_spelling,
     parse_number,
+    rounded,
     split_value,
 )
 from tests.conftest import time_limit
@@ -347,3 +348,14 @@ def test_format_number_rounds_as_round_does_a_fraction(value: Fraction, places: 
 )
 def test_format_number_ties_go_to_even(value: Fraction, places: int, shown: str) -> None:
     assert format_number(value, places) == shown
+
+
+@given(
+    st.fractions(max_denominator=10**6) | st.integers(-(10**12), 10**12).map(Fraction),
+    st.integers(0, 8),
+)
+def test_rounded_is_the_value_format_number_writes(value: Fraction, places: int) -> None:
+    """The explanation compares the value it shows with the threshold: `rounded` is exactly
+    the number `format_number` writes, without reading the text back."""
+    assert rounded(value, places) == Fraction(format_number(value, places))
+    assert rounded(value, places) == Fraction(round(value * 10**places), 10**places)

@@ -410,15 +410,28 @@ def accepted_spellings(canonical: str, molar_mass: str | None = None) -> tuple[s
     return tuple(accepted)
 
 
+def _scaled(value: Fraction, places: int) -> int:
+    """value x 10**places rounded half to even, as round() does a Fraction (without building
+    one)."""
+    numerator, denominator = value.numerator, value.denominator
+    scaled: int
+    scaled, remainder = divmod(numerator * 10**places, denominator)
+    if remainder * 2 > denominator or (remainder * 2 == denominator and scaled % 2):
+        scaled += 1
+    return scaled
+
+
+def rounded(value: Fraction, places: int) -> Fraction:
+    """The value `format_number(value, places)` writes, exactly."""
+    return Fraction(_scaled(value, places), 10**places)
+
+
 def format_number(value: Fraction, places: int = 4) -> str:
     """A fraction as a short decimal: exact when it terminates within `places`, else rounded
     (half to even). Integer arithmetic only: this runs for every reason of every decision."""
-    numerator, denominator = value.numerator, value.denominator
-    if denominator == 1:
-        return str(numerator)
-    scaled, remainder = divmod(numerator * 10**places, denominator)
-    if remainder * 2 > denominator or (remainder * 2 == denominator and scaled % 2):
-        scaled += 1  # half to even, as round() does a Fraction (without building one)
+    if value.denominator == 1:
+        return str(value.numerator)
+    scaled = _scaled(value, places)
     sign = "-" if scaled < 0 else ""
     whole, fraction = divmod(abs(scaled), 10**places)
     digits = str(fraction).rjust(places, "0").rstrip("0")

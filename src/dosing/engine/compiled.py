@@ -58,6 +58,9 @@ TINY = 1e-280
 Fractions are compared."""
 TABLE_LIMIT = 32_768
 """Entries a table keeps before it is emptied: memory stays bounded on any input."""
+WORDS_LIMIT = 131_072
+"""Entries the table of worded findings keeps (about 40 MB when full): a finding is worded
+per text typed, and a cohort types thousands of values in several units."""
 
 _Run = Callable[[Mapping[str, Value | None]], Outcome]
 _FLOAT_COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -97,8 +100,8 @@ def _exact(value: Value | None) -> object:
     return value
 
 
-def _remembered(table: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(table) >= TABLE_LIMIT:
+def _remembered(table: dict[Any, Any], key: Any, value: Any, limit: int = TABLE_LIMIT) -> None:
+    if len(table) >= limit:
         table.clear()
     table[key] = value
 
@@ -212,7 +215,6 @@ class CompiledEvaluator:
         self._guards: dict[int, tuple[Guard, _Run]] = {}
         self._words: dict[tuple[Any, ...], tuple[object, object, str]] = {}
         self._short: dict[tuple[Any, ...], tuple[object, object, str]] = {}
-        self._far: dict[tuple[Any, ...], tuple[object, Fraction]] = {}
         for state in protocol.states.values():
             for transition in state.transitions:
                 self._compiled(transition.when)
@@ -260,21 +262,11 @@ class CompiledEvaluator:
         if known is not None and known[0] is atom and known[1] is scope:
             return known[2]
         text = explain.describe(finding, scope, entered, defaults_used)
-        _remembered(self._words, key, (atom, scope, text))
+        _remembered(self._words, key, (atom, scope, text), WORDS_LIMIT)
         return text
 
     def nearest(self, findings: Iterable[Finding]) -> list[Finding]:
-        return explain.nearest(findings, self._distance)
-
-    def _distance(self, finding: Finding) -> Fraction:
-        atom = finding.atom
-        key = (id(atom), _exact(finding.value), _exact(finding.reference_value))
-        known = self._far.get(key)
-        if known is not None and known[0] is atom:
-            return known[1]
-        far = explain.finding_distance(finding)
-        _remembered(self._far, key, (atom, far))
-        return far
+        return explain.nearest(findings)  # distances in integers: cheaper than a lookup
 
     def compact(self, finding: Finding, scope: Mapping[str, NameType]) -> str:
         atom = finding.atom

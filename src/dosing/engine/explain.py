@@ -8,7 +8,7 @@ from fractions import Fraction
 from typing import Protocol
 
 from dosing.core.errors import UnitError
-from dosing.core.units import conversion, format_number, split_value
+from dosing.core.units import conversion, format_number, rounded, split_value
 from dosing.protocol.guards import (
     NEGATED_OP,
     WHOLE_DAYS,
@@ -217,12 +217,15 @@ def clinical(value: Fraction, threshold: Fraction | None = None) -> str:
         side = (value > threshold) - (value < threshold)
         limit = format_number(threshold)
         while places < 8 and (
-            (Fraction(shown) > threshold) - (Fraction(shown) < threshold) != side
-            or (side and shown == limit)
+            _side(rounded(value, places), threshold) != side or (side and shown == limit)
         ):
             places += 1
             shown = format_number(value, places)
     return shown
+
+
+def _side(value: Fraction, threshold: Fraction) -> int:
+    return (value > threshold) - (value < threshold)
 
 
 def _number(value: Value) -> Fraction:
@@ -251,8 +254,11 @@ def finding_distance(finding: Finding) -> Fraction:
     """How far the value was from the threshold, relative to it (0 for categories)."""
     if not isinstance(finding.atom, Comparison) or finding.threshold is None:
         return Fraction(0)
-    gap = abs(_number(finding.value) - finding.threshold)
-    return gap / abs(finding.threshold) if finding.threshold else gap
+    value, threshold = _number(finding.value), finding.threshold
+    # |v - t| / |t| in integers, one Fraction built: v = a/b, t = c/d, |v - t| = g/(bd)
+    a, b, c, d = value.numerator, value.denominator, threshold.numerator, threshold.denominator
+    gap = abs(a * d - c * b)
+    return Fraction(gap, b * abs(c)) if c else Fraction(gap, b * d)
 
 
 def nearest(
@@ -262,13 +268,16 @@ def nearest(
     (ANC 1.3 not >= 1.5 says more than ANC 1.3 not >= 1.0), in the order first seen.
     `distance`: how far a finding was from its threshold (`finding_distance` by default)."""
     far = finding_distance if distance is None else distance
-    chosen: dict[tuple[str, str], tuple[Finding, Fraction]] = {}
+    chosen: dict[tuple[str, str], tuple[Finding, Fraction | None]] = {}
     for finding in findings:
         key = _key(finding)
         known = chosen.get(key)
+        if known is None:
+            chosen[key] = (finding, None)  # a distance is needed only against another
+            continue
+        before = far(known[0]) if known[1] is None else known[1]
         how_far = far(finding)
-        if known is None or how_far < known[1]:
-            chosen[key] = (finding, how_far)
+        chosen[key] = (finding, how_far) if how_far < before else (known[0], before)
     return [finding for finding, _ in chosen.values()]
 
 
