@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import attrs
 
+from dosing.engine.compiled import compiled
 from dosing.engine.decision import Decision, daily_amount
 from dosing.engine.dosing_step import OVER_MAXIMUM
 from dosing.engine.observations import Observation
@@ -78,9 +79,10 @@ def lower_raises(
         return None
     lowered = [o for o in observations if o.name != lab]
     lowered.append(attrs.evolve(current, value=lower, entered=f"{lower}"))
+    fast = compiled(protocol)  # held to the reference by tests/engine/test_compiled.py
     if before is None:
-        before, _ = step(protocol, record, date, observations, explain=False)
-    after, _ = step(protocol, record, date, lowered, explain=False)
+        before, _ = step(protocol, record, date, observations, explain=False, evaluator=fast)
+    after, _ = step(protocol, record, date, lowered, explain=False, evaluator=fast)
     if "refer" in (before.action, after.action):
         return None  # a referral recommends no dose: the clinician decides
     if daily_dose(protocol, after) > daily_dose(protocol, before):

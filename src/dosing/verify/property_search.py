@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
 from dosing.core.units import format_number
+from dosing.engine.compiled import compiled
 from dosing.engine.patient import PatientRecord
 from dosing.engine.step import step
 from dosing.protocol.model import Property, Protocol
@@ -132,9 +133,12 @@ def _failures(
     invariants = tuple(i for i in protocol.invariants if only in (None, i.name))
     watch = CourseWatch(protocol, invariants) if invariants else None
     props = [p for p in protocol.properties if only in (None, p.name)]
+    fast = compiled(protocol)  # held to the reference by tests/engine/test_compiled.py
     found: dict[str, str] = {}
     for visit in visits:
-        decision, after = step(protocol, record, visit.date, visit.observations, explain=False)
+        decision, after = step(
+            protocol, record, visit.date, visit.observations, explain=False, evaluator=fast
+        )
         if watch is not None:
             for breach in watch.visit(record, visit.date, visit.observations, decision):
                 found.setdefault(breach.invariant.name, breach.message)
