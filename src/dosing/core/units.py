@@ -125,9 +125,11 @@ def parse_number(text: str) -> Fraction:
     return number
 
 
+@lru_cache(maxsize=16_384)
 def split_value(text: str) -> tuple[Fraction, str]:
     """Read '1.2 x10^9/L' or '1200/mm3' strictly: one exact number and the known spelling of
-    its unit ('' if none). Raises UnitError naming what was not understood."""
+    its unit ('' if none). Raises UnitError naming what was not understood (a text refused is
+    not remembered: it is read, and refused, again). Each distinct text is read once."""
     number, gap, unit = _parts(text)
     if len(number) > MAX_DIGITS + 2:
         digits = sum(char.isdigit() for char in number)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
+from functools import lru_cache
 from typing import Protocol
 
 from dosing.core.errors import UnitError
@@ -204,9 +205,11 @@ def _spelled(typed: str) -> str:
         return ""
 
 
+@lru_cache(maxsize=16_384)
 def clinical(value: Fraction, threshold: Fraction | None = None) -> str:
     """A value to three significant figures, as labs report them ('0.702', '57.1', '1200');
-    more where three would put it on, or across, the threshold it is compared with."""
+    more where three would put it on, or across, the threshold it is compared with. Each
+    distinct (value, threshold) is worked out once."""
     exact = format_number(value)  # rounding is symmetric: its digits are those of abs(value)
     if value == 0 or len(exact.lstrip("-").replace(".", "").lstrip("0")) <= 3:
         return exact
@@ -250,34 +253,32 @@ def _key(finding: Finding) -> tuple[str, str]:
     return atom.subject, "in"
 
 
-def finding_distance(finding: Finding) -> Fraction:
-    """How far the value was from the threshold, relative to it (0 for categories)."""
+def _distance(finding: Finding) -> tuple[int, int]:
+    """How far the value was from the threshold, relative to it (0 for categories), as a
+    numerator and a positive denominator: compared by cross-multiplying, in integers."""
     if not isinstance(finding.atom, Comparison) or finding.threshold is None:
-        return Fraction(0)
+        return 0, 1
     value, threshold = _number(finding.value), finding.threshold
-    # |v - t| / |t| in integers, one Fraction built: v = a/b, t = c/d, |v - t| = g/(bd)
+    # v = a/b, t = c/d: |v - t| = g/(bd), and |v - t| / |t| = g/(b|c|)
     a, b, c, d = value.numerator, value.denominator, threshold.numerator, threshold.denominator
     gap = abs(a * d - c * b)
-    return Fraction(gap, b * abs(c)) if c else Fraction(gap, b * d)
+    return (gap, b * abs(c)) if c else (gap, b * d)
 
 
-def nearest(
-    findings: Iterable[Finding], distance: Callable[[Finding], Fraction] | None = None
-) -> list[Finding]:
+def nearest(findings: Iterable[Finding]) -> list[Finding]:
     """One finding per subject and direction, the one whose threshold was nearest the value
-    (ANC 1.3 not >= 1.5 says more than ANC 1.3 not >= 1.0), in the order first seen.
-    `distance`: how far a finding was from its threshold (`finding_distance` by default)."""
-    far = finding_distance if distance is None else distance
-    chosen: dict[tuple[str, str], tuple[Finding, Fraction | None]] = {}
+    (ANC 1.3 not >= 1.5 says more than ANC 1.3 not >= 1.0), in the order first seen."""
+    chosen: dict[tuple[str, str], tuple[Finding, tuple[int, int] | None]] = {}
     for finding in findings:
         key = _key(finding)
         known = chosen.get(key)
         if known is None:
             chosen[key] = (finding, None)  # a distance is needed only against another
             continue
-        before = far(known[0]) if known[1] is None else known[1]
-        how_far = far(finding)
-        chosen[key] = (finding, how_far) if how_far < before else (known[0], before)
+        before = _distance(known[0]) if known[1] is None else known[1]
+        how_far = _distance(finding)
+        closer = how_far[0] * before[1] < before[0] * how_far[1]
+        chosen[key] = (finding, how_far) if closer else (known[0], before)
     return [finding for finding, _ in chosen.values()]
 
 
