@@ -174,15 +174,20 @@ def replay(
 
 def _replay_on_dask(protocol: str, timeline: Path, options: Any, scheduler: str | None) -> None:
     """`--engine dask`: JSON lines parts into the --output folder; a summary on stderr."""
+    from dosing.core.files import check_writable, write_failed
     from dosing.render.output import error_console
     from dosing.replay.cluster import replay_on_dask
     from dosing.replay.replay import StartPoint
+    from dosing.replay.run import report_rejects
+    from dosing.replay.writers import write_rejects
 
     if options.output is None or options.output_format not in ("table", "jsonl"):
         raise ObservationError(
             "--engine dask writes JSON lines parts into a folder: give --output FOLDER "
             "(and --format jsonl, or no --format)"
         )
+    if options.rejects is not None:
+        check_writable(options.rejects, "--rejects")
     start = StartPoint(options.start_state, options.therapy_start, options.memory)
     result = replay_on_dask(
         protocol, timeline, options.output, scheduler, options.jobs, start,
@@ -190,11 +195,17 @@ def _replay_on_dask(protocol: str, timeline: Path, options: Any, scheduler: str 
     )  # fmt: skip
     error_console.print(
         f"{result.decisions} decisions for {result.patients} patients in {result.parts} parts "
-        f"written to {options.output}; {result.rejected} rows rejected",
+        f"written to {options.output}",
         highlight=False,
         markup=False,
         soft_wrap=True,
     )
+    if options.rejects is not None:
+        try:
+            write_rejects(options.rejects, result.rejected)
+        except OSError as error:
+            raise write_failed("--rejects", options.rejects, error) from None
+    report_rejects(result.rejected, str(timeline), options.rejects)
     if result.rejected:
         raise typer.Exit(1)
 

@@ -30,7 +30,7 @@ from dosing.core.errors import DosingError, TimelineError
 from dosing.protocol import catalog
 from dosing.protocol.model import Protocol
 from dosing.replay.replay import StartPoint, replay
-from dosing.replay.timeline import Timeline, read_timeline
+from dosing.replay.timeline import Rejected, Timeline, read_timeline
 from dosing.replay.writers import jsonl_line
 
 CLUSTER_EXTRA = "pip install 'dosing[cluster]'"
@@ -47,7 +47,8 @@ class ClusterResult:
     parts: int
     patients: int
     decisions: int
-    rejected: int
+    rejected: list[Rejected]
+    """Every row not replayed, with its line in the file and why (as `dosing replay`)."""
 
 
 def _dask() -> tuple[Any, Any]:
@@ -104,8 +105,8 @@ def _number(part: Any, starts: list[int], partition_info: dict[str, Any] | None 
 
 
 def _replay_part(part: Any, reference: str, start: StartPoint, accept_implausible: bool) -> Any:
-    """A partition's patients replayed: (patient_id, first line, JSON line) per decision, and
-    a row per rejected row (record empty)."""
+    """A partition's patients replayed: (patient_id, first line, JSON line, "") per decision,
+    and (patient_id, line, "", the rejected row as JSON) per row not replayed."""
     import pandas
 
     columns = [c for c in part.columns if c != LINE]
@@ -119,13 +120,17 @@ def _replay_part(part: Any, reference: str, start: StartPoint, accept_implausibl
         lines_of.append(int(line))
     text = buffer.getvalue().splitlines(keepends=True)
     timeline = _renumbered(read_timeline(text, "timeline"), lines_of)
-    out: list[tuple[str, int, str]] = []
+    out: list[tuple[str, int, str, str]] = []
     for patient in replay(_protocol(reference), timeline, start, accept_implausible):
         first = min((row.line for row in timeline.patients.get(patient.patient_id, [])), default=0)
-        out.extend((patient.patient_id, first, jsonl_line(d)) for d in patient.decisions)
-        out.extend((patient.patient_id, first, "") for _ in patient.rejected)
-    out.extend((row.patient_id, row.line, "") for row in timeline.rejected)
-    return pandas.DataFrame(out, columns=["patient_id", "first_line", "record"])
+        out.extend((patient.patient_id, first, jsonl_line(d), "") for d in patient.decisions)
+        out.extend((patient.patient_id, first, "", _said(row)) for row in patient.rejected)
+    out.extend((row.patient_id, row.line, "", _said(row)) for row in timeline.rejected)
+    return pandas.DataFrame(out, columns=["patient_id", "first_line", "record", "rejected"])
+
+
+def _said(row: Rejected) -> str:
+    return json.dumps(list(row), ensure_ascii=False)
 
 
 def _renumbered(timeline: Timeline, lines_of: list[int]) -> Timeline:
@@ -136,13 +141,15 @@ def _renumbered(timeline: Timeline, lines_of: list[int]) -> Timeline:
     return timeline
 
 
-def _write_part(part: Any, folder: Path, number: int) -> tuple[int, int, int]:
-    """PART.jsonl: the partition's decisions, patients in file order; the counts."""
+def _write_part(part: Any, folder: Path, number: int) -> tuple[int, int, list[Rejected]]:
+    """PART.jsonl: the partition's decisions, patients in file order; the counts, and the
+    rows not replayed (few: they come back to the client for --rejects and the report)."""
     part = part.sort_values("first_line", kind="stable")
     records = [record for record in part["record"] if record]
     (folder / f"part-{number:05d}.jsonl").write_text("".join(records), encoding="utf-8")
     patients = part.loc[part["record"] != "", "patient_id"].nunique()
-    return int(patients), len(records), int((part["record"] == "").sum())
+    rejected = [Rejected(*json.loads(said)) for said in part["rejected"] if said]
+    return int(patients), len(records), rejected
 
 
 def replay_on_dask(
@@ -182,7 +189,8 @@ def replay_on_dask(
             meta = pandas.DataFrame(
                 {"patient_id": pandas.Series(dtype=object),
                  "first_line": pandas.Series(dtype="int64"),
-                 "record": pandas.Series(dtype=object)}
+                 "record": pandas.Series(dtype=object),
+                 "rejected": pandas.Series(dtype=object)}
             )  # fmt: skip
             replayed = shuffled.map_partitions(
                 _replay_part, reference, start, accept_implausible, meta=meta
@@ -199,7 +207,7 @@ def replay_on_dask(
         parts=len(counts),
         patients=sum(c[0] for c in counts),
         decisions=sum(c[1] for c in counts),
-        rejected=sum(c[2] for c in counts),
+        rejected=sorted(row for c in counts for row in c[2]),
     )
 
 

@@ -193,7 +193,7 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
             write_rejects(options.rejects, rejected)
         except OSError as error:
             raise write_failed("--rejects", options.rejects, error) from None
-    _report_rejects(rejected, source, options.rejects)
+    report_rejects(rejected, source, options.rejects)
     return not rejected and not summary.stopped
 
 
@@ -257,7 +257,8 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _report_rejects(rejected: list[Rejected], source: str, saved: Path | None) -> None:
+def report_rejects(rejected: list[Rejected], source: str, saved: Path | None) -> None:
+    """On stderr: how many rows were rejected or not replayed, and the first of them."""
     if not rejected:
         return
     refused = sorted(row for row in rejected if not row.reason.startswith("not replayed:"))
