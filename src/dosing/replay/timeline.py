@@ -83,8 +83,98 @@ class Timeline:
     """Patients whose rows were not in date order (they are sorted)."""
 
 
+Record = Rejected | tuple[str, tuple[Row, ...]]
+"""What one data record of a file gives: a row refused (naming its patient when it could be
+read), or a patient's observations (a wide row may hold none: the patient still has a visit
+row)."""
+
+
+@attrs.frozen
+class TimelineRecords:
+    """A timeline file's header, read, and its data records as they are read (lazily)."""
+
+    layout: Layout
+    delimiter: str
+    records: Iterator[Record]
+    """One per data record (blank lines give none), in file order."""
+
+
 def read_timeline(lines: Iterable[str], source: str, layout: Layout | None = None) -> Timeline:
     """Read a timeline's text. Raises TimelineError for a file that cannot be read at all."""
+    read = read_records(lines, source, layout)
+    timeline = Timeline(read.layout, read.delimiter)
+    patients = timeline.patients
+    for record in read.records:
+        timeline.rows += 1
+        if isinstance(record, Rejected):
+            timeline.rejected.append(record)
+            continue
+        patient, found = record
+        rows = patients.get(patient)
+        if rows is None:
+            rows = patients[patient] = []
+        rows.extend(found)
+        timeline.observations += len(found)
+    for patient_id, rows in patients.items():
+        if sort_by_day(rows):
+            timeline.resorted.append(patient_id)
+    return timeline
+
+
+def sort_by_day(rows: list[Row]) -> bool:
+    """Sort a patient's rows by date (file order within a date), in place, if they are not in
+    date order; whether they had to be."""
+    if any(a.day > b.day for a, b in itertools.pairwise(rows)):
+        rows.sort(key=lambda row: (row.day, row.line))
+        return True
+    return False
+
+
+def read_records(
+    lines: Iterable[str], source: str, layout: Layout | None = None
+) -> TimelineRecords:
+    """The header read (raises TimelineError for a file that cannot be read at all) and each
+    data record as a `Record`, when it is read: the row rules of `read_timeline`."""
+    header = _read_header(lines, source, layout)
+    records = _records(header.records, header.lines, header.lowered.index("patient_id"))
+    if header.layout == "long":
+        found = _read_long(records, header.lowered, header.delimiter)
+    else:
+        columns = _wide_columns(header.header, header.lowered, source)
+        found = _read_wide(records, header.header, header.lowered, header.delimiter, columns)
+    return TimelineRecords(header.layout, header.delimiter, found)
+
+
+def record_patients(
+    lines: Iterable[str], source: str, layout: Layout | None = None
+) -> Iterator[str]:
+    """The patient each data record names ('' for none), in file order: the patient a
+    `Record` of the same record would name, read with the same csv parsing but none of the
+    row rules (a cheap pass over the patient_id column)."""
+    header = _read_header(lines, source, layout)
+    i_pid = header.lowered.index("patient_id")
+    if header.layout == "wide":
+        _wide_columns(header.header, header.lowered, source)
+    for record in _records(header.records, header.lines, i_pid):
+        if isinstance(record, Rejected):
+            yield record.patient_id
+            continue
+        cells = record[1]
+        if cells and (len(cells) > 1 or cells[0].strip()):
+            yield cells[i_pid].strip() if len(cells) > i_pid else ""
+
+
+@attrs.frozen
+class _Header:
+    layout: Layout
+    delimiter: str
+    header: list[str]
+    lowered: list[str]
+    lines: _Lines
+    records: Iterator[list[str]]
+
+
+def _read_header(lines: Iterable[str], source: str, layout: Layout | None) -> _Header:
     iterator = iter(lines)
     first = next(iterator, None)
     while first is not None and not first.strip():
@@ -96,8 +186,8 @@ def read_timeline(lines: Iterable[str], source: str, layout: Layout | None = Non
         )
     first = first.removeprefix("\ufeff")
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    lines = _Lines(_chain(first, iterator))
-    records = csv.reader(lines, delimiter=delimiter)
+    text = _Lines(_chain(first, iterator))
+    records = csv.reader(text, delimiter=delimiter)
     try:
         header = [cell.strip() for cell in next(records)]
     except csv.Error as error:
@@ -110,19 +200,7 @@ def read_timeline(lines: Iterable[str], source: str, layout: Layout | None = Non
             f"{source}:1: --format-in long needs the columns {','.join(LONG_COLUMNS)}; "
             f"the header is {','.join(header)}"
         )
-    timeline = Timeline(chosen, delimiter)
-    if chosen == "long":
-        _read_long(
-            _records(records, lines, lowered.index("patient_id"), timeline), lowered, timeline
-        )
-    else:
-        pid = lowered.index("patient_id")
-        _read_wide(_records(records, lines, pid, timeline), header, lowered, timeline, source)
-    for patient_id, rows in timeline.patients.items():
-        if any(a.day > b.day for a, b in itertools.pairwise(rows)):
-            rows.sort(key=lambda row: (row.day, row.line))
-            timeline.resorted.append(patient_id)
-    return timeline
+    return _Header(chosen, delimiter, header, lowered, text, records)
 
 
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
@@ -196,8 +274,8 @@ class _Lines:
 
 
 def _records(
-    records: Iterator[list[str]], lines: _Lines, i_pid: int, timeline: Timeline
-) -> Iterator[tuple[int, list[str]]]:
+    records: Iterator[list[str]], lines: _Lines, i_pid: int
+) -> Iterator[tuple[int, list[str]] | Rejected]:
     """(line, cells) of each record; a record csv refuses is a rejected row, attributed to
     the patient its first line names, and reading goes on at the next line."""
     while True:
@@ -211,10 +289,7 @@ def _records(
             first = next(csv.reader([raw[:4096].splitlines()[0] if raw else ""]), [])
             patient = first[i_pid].strip() if len(first) > i_pid else ""
             line = records.line_num - len(lines.record) + 1  # type: ignore[attr-defined]
-            timeline.rows += 1
-            timeline.rejected.append(
-                Rejected(line, patient, "(row)", raw.rstrip("\r\n"), _csv_problem(error))
-            )
+            yield Rejected(line, patient, "(row)", raw.rstrip("\r\n"), _csv_problem(error))
             continue
         yield records.line_num, cells  # type: ignore[attr-defined]
 
@@ -226,48 +301,43 @@ def _csv_problem(error: csv.Error) -> str:
 
 
 def _read_long(
-    records: Iterator[tuple[int, list[str]]], lowered: list[str], timeline: Timeline
-) -> None:
+    records: Iterator[tuple[int, list[str]] | Rejected], lowered: list[str], delimiter: str
+) -> Iterator[Record]:
     where = {column: lowered.index(column) for column in LONG_COLUMNS if column in lowered}
     width = len(lowered)
     i_pid, i_date, i_name, i_value = (where[c] for c in LONG_COLUMNS[:4])
     i_unit = where.get("unit")
     i_drawn = lowered.index(DRAWN_ON) if DRAWN_ON in lowered else None
-    patients = timeline.patients
-    rejected = timeline.rejected
     known_names: dict[str, str | None] = {}
-    for line, cells in records:
+    for record in records:
+        if isinstance(record, Rejected):
+            yield record
+            continue
+        line, cells = record
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
-        timeline.rows += 1
         if len(cells) != width:
             patient = cells[i_pid].strip() if len(cells) > i_pid else ""
-            rejected.append(
-                Rejected(line, patient, "(row)", timeline.delimiter.join(cells),
-                         f"{len(cells)} fields, expected {width} ({','.join(lowered)})")
-            )  # fmt: skip
+            reason = f"{len(cells)} fields, expected {width} ({','.join(lowered)})"
+            yield Rejected(line, patient, "(row)", delimiter.join(cells), reason)
             continue
         patient = cells[i_pid].strip()
         raw_date = cells[i_date]
         day = parse_day(raw_date)
         if not patient:
-            rejected.append(Rejected(line, "", "patient_id", "", "a patient_id is required"))
+            yield Rejected(line, "", "patient_id", "", "a patient_id is required")
             continue
         if day is None:
-            rejected.append(
-                Rejected(line, patient, "date", raw_date, date_problem(raw_date),
-                         raw_date.strip(), cells[i_name].strip())
-            )  # fmt: skip
+            yield Rejected(line, patient, "date", raw_date, date_problem(raw_date),
+                           raw_date.strip(), cells[i_name].strip())  # fmt: skip
             continue
         raw_name = cells[i_name].strip()
         name = known_names.get(raw_name, "")
         if name == "":
             name = known_names[raw_name] = _name(raw_name)
         if name is None:
-            rejected.append(
-                Rejected(line, patient, "name", raw_name, _unknown_name(raw_name),
-                         raw_date.strip(), raw_name)
-            )  # fmt: skip
+            yield Rejected(line, patient, "name", raw_name, _unknown_name(raw_name),
+                           raw_date.strip(), raw_name)  # fmt: skip
             continue
         value = cells[i_value].strip()
         unit = cells[i_unit].strip() if i_unit is not None else ""
@@ -279,23 +349,16 @@ def _read_long(
             if drawn is not None and drawn > day:
                 problem = f"drawn after the visit date ({dt.date.fromordinal(day)})"
             if problem is not None:
-                rejected.append(Rejected(line, patient, DRAWN_ON, raw_drawn, problem))
+                yield Rejected(line, patient, DRAWN_ON, raw_drawn, problem)
                 continue
-        timeline.observations += 1
-        rows = patients.get(patient)
-        if rows is None:
-            rows = patients[patient] = []
         text = f"{value} {unit}" if unit else value
-        rows.append(Row(line, day, name, text, "value", None if drawn == day else drawn))
+        yield patient, (Row(line, day, name, text, "value", None if drawn == day else drawn),)
 
 
-def _read_wide(
-    records: Iterator[tuple[int, list[str]]],
-    header: list[str],
-    lowered: list[str],
-    timeline: Timeline,
-    source: str,
-) -> None:
+def _wide_columns(
+    header: list[str], lowered: list[str], source: str
+) -> list[tuple[int, str, str, str]]:
+    """The observation columns of a wide header: (index, name, unit, title) each."""
     i_pid, i_date = lowered.index("patient_id"), lowered.index("date")
     columns: list[tuple[int, str, str, str]] = []
     for index, title in enumerate(header):
@@ -309,32 +372,42 @@ def _read_wide(
             )
         unit = (match["unit"] or "").strip() if match else ""
         columns.append((index, name, unit, title))
+    return columns
+
+
+def _read_wide(
+    records: Iterator[tuple[int, list[str]] | Rejected],
+    header: list[str],
+    lowered: list[str],
+    delimiter: str,
+    columns: list[tuple[int, str, str, str]],
+) -> Iterator[Record]:
+    i_pid, i_date = lowered.index("patient_id"), lowered.index("date")
     width = len(header)
-    for line, cells in records:
+    for record in records:
+        if isinstance(record, Rejected):
+            yield record
+            continue
+        line, cells = record
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
-        timeline.rows += 1
         patient = cells[i_pid].strip() if len(cells) > i_pid else ""
         if len(cells) != width:
-            timeline.rejected.append(
-                Rejected(line, patient, "(row)", timeline.delimiter.join(cells),
-                         f"{len(cells)} fields, expected {width} ({','.join(header)})")
-            )  # fmt: skip
+            reason = f"{len(cells)} fields, expected {width} ({','.join(header)})"
+            yield Rejected(line, patient, "(row)", delimiter.join(cells), reason)
             continue
         day = parse_day(cells[i_date])
         if not patient or day is None:
             column, value = ("patient_id", "") if not patient else ("date", cells[i_date])
             reason = "a patient_id is required" if not patient else date_problem(cells[i_date])
-            timeline.rejected.append(
-                Rejected(line, patient, column, value, reason, cells[i_date].strip())
-            )
+            yield Rejected(line, patient, column, value, reason, cells[i_date].strip())
             continue
-        rows = timeline.patients.setdefault(patient, [])
+        found = []
         for index, name, unit, title in columns:
             value = cells[index].strip()
             if value:
-                timeline.observations += 1
-                rows.append(Row(line, day, name, f"{value} {unit}" if unit else value, title))
+                found.append(Row(line, day, name, f"{value} {unit}" if unit else value, title))
+        yield patient, tuple(found)
 
 
 def _name(raw: str) -> str | None:
