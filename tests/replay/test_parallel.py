@@ -51,6 +51,7 @@ def test_two_processes_write_what_one_writes(
         raise AssertionError("replayed in one process")
 
     monkeypatch.setattr(parallel, "replay", one_process)  # --jobs 2 must not fall back
+    monkeypatch.setattr(parallel, "replay_here", one_process)  # nor when streamed
     two = run(str(path), "--format", output_format, "--summary", "--jobs", "2")
     assert one[0] == 0
     assert two == one

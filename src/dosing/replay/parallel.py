@@ -6,6 +6,10 @@ order, so the output is the same, byte for byte, as with one process. The worker
 from the process that read the timeline and loaded the protocol, so neither is sent to them:
 each receives a chunk's number and returns its patients' replays.
 
+A streamed timeline (`replay_streamed`) is not held by the parent: its chunks are sent to the
+workers as they are read, a bounded number at a time, so that memory does not grow with the
+file.
+
 One process is used when it is asked for, when the timeline has too few patients for the
 start-up of the workers to pay (`MIN_PATIENTS`), or where processes cannot be forked
 (Windows).
@@ -13,9 +17,12 @@ start-up of the workers to pay (`MIN_PATIENTS`), or where processes cannot be fo
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator
+from multiprocessing.pool import AsyncResult
 
 import attrs
 
@@ -27,6 +34,7 @@ from dosing.replay.replay import (
     replay,
     replay_patient,
 )
+from dosing.replay.streaming import PatientRows
 from dosing.replay.timeline import Timeline
 
 MIN_PATIENTS = 64
@@ -34,6 +42,9 @@ MIN_PATIENTS = 64
 CHUNK_PATIENTS = 16
 """Patients per chunk: small enough to keep every worker busy to the end, large enough that
 sending the results back costs little."""
+IN_FLIGHT = 2
+"""Chunks of a streamed timeline sent ahead per worker: enough to keep each one busy while
+the parent reads the next, few enough to keep memory flat."""
 
 
 def available_cores() -> int:
@@ -102,3 +113,81 @@ def replay_in_processes(
                 yield from patients
     finally:
         _work = None
+
+
+@attrs.frozen
+class _Settings:
+    protocol: Protocol
+    start: StartPoint
+    accept_implausible: bool
+    keep_values: bool
+
+
+_settings: _Settings | None = None
+"""Set in the parent just before the workers of a streamed replay are forked."""
+
+
+def _replay_rows(chunk: list[PatientRows]) -> list[PatientReplay]:
+    settings = _settings
+    assert settings is not None
+    return [
+        replay_patient(settings.protocol, patient.patient_id, patient.rows, settings.start,
+                       settings.accept_implausible, patient.stop_line, settings.keep_values)
+        for patient in chunk
+    ]  # fmt: skip
+
+
+def replay_streamed(
+    protocol: Protocol,
+    patients: Iterable[PatientRows],
+    start: StartPoint,
+    accept_implausible: bool,
+    keep_values: bool,
+    jobs: int,
+    expected: int,
+) -> Generator[PatientReplay, None, None]:
+    """Each streamed patient's replay, in the order given, on up to `jobs` processes; one
+    process below `expected` = MIN_PATIENTS patients. The parent reads; at most IN_FLIGHT
+    chunks per worker wait to be replayed or written. (Pool.imap would read its input to the
+    end ahead of the workers, on a thread of its own: the whole file in memory again.)"""
+    if (
+        jobs <= 1
+        or expected < MIN_PATIENTS
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        yield from replay_here(protocol, patients, start, accept_implausible, keep_values)
+        return
+    global _settings
+    _settings = _Settings(protocol, start, accept_implausible, keep_values)
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            waiting: deque[AsyncResult[list[PatientReplay]]] = deque()
+            for chunk in _chunks(patients, CHUNK_PATIENTS):
+                waiting.append(pool.apply_async(_replay_rows, (chunk,)))
+                if len(waiting) >= IN_FLIGHT * jobs:
+                    yield from waiting.popleft().get()
+            while waiting:
+                yield from waiting.popleft().get()
+    finally:
+        _settings = None
+
+
+def _chunks(patients: Iterable[PatientRows], size: int) -> Iterator[list[PatientRows]]:
+    remaining = iter(patients)
+    while chunk := list(itertools.islice(remaining, size)):
+        yield chunk
+
+
+def replay_here(
+    protocol: Protocol,
+    patients: Iterable[PatientRows],
+    start: StartPoint,
+    accept_implausible: bool,
+    keep_values: bool,
+) -> Iterator[PatientReplay]:
+    """Each streamed patient's replay in this process."""
+    for patient in patients:
+        yield replay_patient(
+            protocol, patient.patient_id, patient.rows, start, accept_implausible,
+            patient.stop_line, keep_values,
+        )  # fmt: skip

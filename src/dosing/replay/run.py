@@ -3,6 +3,11 @@
 Output goes to stdout or, with --output, to a file written atomically. Rejected rows are
 reported on stderr with their line numbers (and to --rejects as CSV). With --strict the first
 bad row ends the run with exit code 2 and nothing is written.
+
+A CSV or Parquet file is streamed: each patient is replayed and written as soon as the
+patient's rows are read (`streaming`), so memory stays flat however long the file; standard
+input and FHIR Bundles are read whole. Both write the same bytes; a streamed file's note on
+rows sorted by date comes after the decisions (it is known only once every patient is read).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import contextlib
 import csv
 import datetime as dt
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
@@ -30,8 +35,9 @@ from dosing.core.files import (
 from dosing.protocol.model import Protocol
 from dosing.render.output import console, error_console
 from dosing.render.tables import for_terminal, plain
-from dosing.replay.parallel import replay_in_processes
+from dosing.replay.parallel import replay_in_processes, replay_streamed
 from dosing.replay.replay import PatientReplay, StartPoint, Summary
+from dosing.replay.streaming import stream_timeline
 from dosing.replay.writers import (
     CSV_FIELDS,
     atomic_text,
@@ -49,7 +55,7 @@ from dosing.replay.timeline import Rejected, Timeline, read_timeline
 
 PROGRESS_FROM_ROWS = 20_000
 _Write = Callable[[PatientReplay], None]
-_Advance = Callable[[], None]
+_Advance = Callable[[int], None]
 REPORTED_REJECTS = 20
 
 
@@ -94,9 +100,15 @@ def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timelin
         from dosing.replay.fhir_input import fhir_timeline, read_fhir_file
 
         return fhir_timeline(read_fhir_file(path, str(path)))
+    return read_timeline(timeline_text(path), str(path), layout)
+
+
+def timeline_text(path: Path) -> Iterator[str]:
+    """The lines of a CSV timeline file (UTF-8, with or without a byte-order mark), as they
+    are read; a file that cannot be read raises TimelineError."""
     try:
         with open_text(path, "utf-8-sig") as stream:
-            return read_timeline(stream, str(path), layout)
+            yield from stream
     except FileNotFoundError:
         raise TimelineError(f"no timeline file {path}") from None
     except NotAFile as error:
@@ -105,6 +117,23 @@ def load_timeline(path: Path, layout: Literal["long", "wide"] | None) -> Timelin
         raise TimelineError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise TimelineError(f"cannot read {path}: {error.strerror}") from None
+
+
+def _streams(path: Path, options: ReplayOptions) -> bool:
+    """Whether the file is replayed as it is read: a CSV or Parquet file, unless --strict
+    must fail before anything reaches stdout or a plot (a file is written atomically)."""
+    if str(path) == "-" or path.suffix.lower() == ".json":
+        return False
+    return not options.strict or (options.output is not None and options.plot is None)
+
+
+def _lines(path: Path) -> Callable[[], Iterator[str]]:
+    """What reads the file's lines afresh, for each pass over a streamed file."""
+    if path.suffix.lower() == ".parquet":
+        from dosing.replay.big_files import parquet_lines
+
+        return lambda: parquet_lines(path)
+    return lambda: timeline_text(path)
 
 
 @contextlib.contextmanager
@@ -153,37 +182,71 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
             check_writable(target, option)
     if options.plot is not None:
         check_folder(options.plot, "--plot")
-    timeline = load_timeline(path, options.format_in)
     source = str(path)
-    if timeline.resorted:
-        shown = ", ".join(timeline.resorted[:5]) + (" ..." if len(timeline.resorted) > 5 else "")
-        error_console.print(
-            f"note: rows were not in date order for {len(timeline.resorted)} patients "
-            f"({shown}); they were sorted by date",
-            highlight=False,
-            markup=False,
-        )
-    if timeline.rows == 0:
-        error_console.print(
-            f"note: {source} has a header but no data rows", highlight=False, markup=False
-        )
     start = StartPoint(options.start_state, options.therapy_start, options.memory)
+    keep_values = options.plot is not None
+    if _streams(path, options):
+        lines = _lines(path)
+        with stream_timeline(lines, source, options.format_in) as stream:
+            if stream.survey.rows == 0:
+                _no_rows(source)
+            rows = stream.survey.rows
+            replayed = replay_streamed(
+                protocol, stream.patients, start, options.accept_implausible, keep_values,
+                options.jobs, stream.survey.patients,
+            )  # fmt: skip
+            with contextlib.closing(replayed):  # its workers end here
+                replays = _Replays(replayed, stream.tally, rows, rows, streamed=True)
+                return _write_replays(protocol, replays, options, source)
+    timeline = load_timeline(path, options.format_in)
+    _resorted(timeline)
+    if timeline.rows == 0:
+        _no_rows(source)
     patients = replay_in_processes(
-        protocol, timeline, start, options.accept_implausible, options.plot is not None,
-        options.jobs,
-    )  # fmt: skip
+        protocol, timeline, start, options.accept_implausible, keep_values, options.jobs
+    )
     if options.strict:
         patients = iter(_strict(list(patients), timeline, source))
+    replays = _Replays(patients, timeline, timeline.rows, len(timeline.patients), streamed=False)
+    return _write_replays(protocol, replays, options, source)
+
+
+@attrs.frozen
+class _Replays:
+    """The patients' replays as they come, and the timeline's tally: complete from the start
+    when the file was read whole, once the last patient is replayed when it is streamed."""
+
+    patients: Iterable[PatientReplay]
+    timeline: Timeline
+    rows: int
+    """The file's data rows."""
+    total: int
+    """For the progress bar: rows when streamed (it counts rows read), else patients."""
+    streamed: bool
+
+
+def _write_replays(
+    protocol: Protocol, replays: _Replays, options: ReplayOptions, source: str
+) -> bool:
+    """Write each patient's decisions as they come, then the summary and the rejected rows;
+    whether every row was accounted for (see run_replay)."""
     summary = Summary()
-    rejected: list[Rejected] = list(timeline.rejected)
-    with _output(options) as write, _progress(timeline) as advance:
-        for patient in patients:
-            summary.add(patient)
-            rejected.extend(patient.rejected)
-            write(patient)
-            if options.plot is not None:
-                _plot(protocol, patient, options.plot, options.pdf)
-            advance()
+    rejected: list[Rejected] = []
+    timeline = replays.timeline
+    with _output(options) as write:
+        with _progress(replays.rows, replays.total) as advance:
+            for patient in replays.patients:
+                summary.add(patient)
+                rejected.extend(patient.rejected)
+                write(patient)
+                if options.plot is not None:
+                    _plot(protocol, patient, options.plot, options.pdf)
+                advance(timeline.rows if replays.streamed else summary.patients)
+        if replays.streamed:
+            _resorted(timeline)
+            if options.strict:
+                _refuse_bad([*timeline.rejected, *rejected], source)  # the output is dropped
+    rejected[:0] = timeline.rejected
     if options.summary:
         view = summary_view(summary, timeline)
         to_stdout = options.output is not None or options.output_format == "table"
@@ -195,6 +258,23 @@ def run_replay(protocol: Protocol, path: Path, options: ReplayOptions) -> bool:
             raise write_failed("--rejects", options.rejects, error) from None
     report_rejects(rejected, source, options.rejects)
     return not rejected and not summary.stopped
+
+
+def _resorted(timeline: Timeline) -> None:
+    if timeline.resorted:
+        shown = ", ".join(timeline.resorted[:5]) + (" ..." if len(timeline.resorted) > 5 else "")
+        error_console.print(
+            f"note: rows were not in date order for {len(timeline.resorted)} patients "
+            f"({shown}); they were sorted by date",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _no_rows(source: str) -> None:
+    error_console.print(
+        f"note: {source} has a header but no data rows", highlight=False, markup=False
+    )
 
 
 def _plot(protocol: Protocol, patient: PatientReplay, folder: Path, pdf: bool) -> None:
@@ -211,14 +291,16 @@ def _plot(protocol: Protocol, patient: PatientReplay, folder: Path, pdf: bool) -
 
 
 def _strict(patients: list[PatientReplay], timeline: Timeline, source: str) -> list[PatientReplay]:
-    bad = list(timeline.rejected)
-    bad += [
-        row for p in patients for row in p.rejected if not row.reason.startswith("not replayed:")
-    ]
+    _refuse_bad([*timeline.rejected, *(row for p in patients for row in p.rejected)], source)
+    return patients
+
+
+def _refuse_bad(rejected: list[Rejected], source: str) -> None:
+    """--strict: the first bad row (by line) ends the run, before anything is kept."""
+    bad = [row for row in rejected if not row.reason.startswith("not replayed:")]
     if bad:
         first = min(bad)
         raise TimelineError(f"{rejected_message(first, source)} (--strict: nothing was written)")
-    return patients
 
 
 def _writer(kind: str, stream: IO[str], terminal: bool) -> _Write:
@@ -242,14 +324,15 @@ def _writer(kind: str, stream: IO[str], terminal: bool) -> _Write:
 
 
 @contextlib.contextmanager
-def _progress(timeline: Timeline) -> Iterator[_Advance]:
-    if timeline.rows < PROGRESS_FROM_ROWS or not error_console.is_terminal:
-        yield lambda: None
+def _progress(rows: int, total: int) -> Iterator[_Advance]:
+    """A bar on a terminal for a long file, moved to what has been done (out of `total`)."""
+    if rows < PROGRESS_FROM_ROWS or not error_console.is_terminal:
+        yield lambda done: None
         return
     columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=error_console, transient=True) as progress:
-        task = progress.add_task("patients", total=len(timeline.patients))
-        yield lambda: progress.advance(task)
+        task = progress.add_task("replay", total=total)
+        yield lambda done: progress.update(task, completed=done)
 
 
 def counted(number: int, noun: str) -> str:
