@@ -3,7 +3,8 @@
 Pure: it takes the text's lines (an iterable of str), not a path. Every data row ends up in
 exactly one place: a patient's observation rows, or the rejected rows with the line number,
 the column, the value and what was expected. Values are not interpreted here (that needs the
-protocol); dates and the shape of each row are.
+protocol); dates and the shape of each row are. `read_records` gives each data record's result
+as it is read (for a file streamed patient by patient); `read_timeline` gathers them all.
 
 Long format (the canonical one): ``patient_id,date,name,value,unit``, one observation per row,
 and optionally ``drawn_on``: the day a value reused at this visit was drawn.
