@@ -29,8 +29,8 @@ from pathlib import Path
 from dosing.replay.streaming import PatientRows, complete
 from dosing.replay.timeline import Record, Rejected, Row, Timeline
 
-WAITING_ROWS = 65_536
-"""Rows held in memory before they are appended to their buckets' files (~13 MB)."""
+WAITING_ROWS = 32_768
+"""Rows held in memory before they are appended to their buckets' files (~7 MB)."""
 
 _Batch = dict[str, list[tuple[object, ...]]]
 """Rows as stored: each patient's (a patient may have none: a wide row with no value still

@@ -38,8 +38,8 @@ from dosing.replay.timeline import (
     sort_by_day,
 )
 
-ROWS_PER_BUCKET = 131_072
-"""About how many rows a bucket of an unsorted file holds (read back whole, ~25 MB)."""
+ROWS_PER_BUCKET = 65_536
+"""About how many rows a bucket of an unsorted file holds (read back whole: ~13 MB)."""
 
 
 class PatientRows(NamedTuple):
